@@ -1,0 +1,112 @@
+//! Gateway configuration: plain structs with documented defaults. The CLI (`main.rs`)
+//! parses flags and environment variables into these; the library never reads either.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+/// Everything the gateway can be told. Start from [`Config::default`] and change fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest message, in bytes, that any protocol accepts from a client or relays
+    /// to one (after decompression). Default: 4 MiB, tonic's own default.
+    pub max_message_bytes: usize,
+    /// An upper bound on every call's deadline, and the deadline of calls that set none.
+    /// Default: `None` (calls without a deadline may run forever, e.g. watches).
+    pub max_call_timeout: Option<Duration>,
+    /// Cross-origin rules for browsers.
+    pub cors: CorsConfig,
+    /// Listener and connection settings.
+    pub http: HttpConfig,
+    /// The directory of static files served at `/`. Default: `None` (no static files;
+    /// `/healthz` and `/metrics` are still served).
+    pub web_root: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_call_timeout: None,
+            cors: CorsConfig::default(),
+            http: HttpConfig::default(),
+            web_root: None,
+        }
+    }
+}
+
+/// Which browser origins may call the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any origin (the default): fine for public APIs that authenticate with headers, since
+    /// credentials (cookies) are then never allowed cross-origin.
+    #[default]
+    Any,
+    /// Only these origins (e.g. `https://app.example.com`); credentials may be enabled.
+    List(Vec<HeaderValue>),
+}
+
+/// CORS settings. Preflights are answered for every protocol.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CorsConfig {
+    /// Allowed origins. Default: [`AllowedOrigins::Any`].
+    pub allowed_origins: AllowedOrigins,
+    /// Allow cookies and HTTP auth cross-origin. Only honoured with an origin list.
+    /// Default: `false`.
+    pub allow_credentials: bool,
+    /// Response headers browsers may read besides the protocol's own (`grpc-status`,
+    /// `grpc-message`, `grpc-status-details-bin`, Connect's): name your custom metadata here.
+    /// Default: none.
+    pub expose_headers: Vec<HeaderName>,
+    /// How long browsers may cache a preflight. Default: 2 hours (Chromium's cap).
+    pub max_age: Duration,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: AllowedOrigins::Any,
+            allow_credentials: false,
+            expose_headers: Vec::new(),
+            max_age: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// Listener and HTTP connection settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Open connections beyond this are closed as soon as they are accepted.
+    /// Default: 10,000.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection. Default: 256.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 keepalive ping interval; `None` disables pings. Default: 30 s.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long to wait for a keepalive ping's answer before closing. Default: 20 s.
+    pub http2_keepalive_timeout: Duration,
+    /// Largest HTTP/2 header list, in bytes. Default: 16 KiB.
+    pub max_header_list_bytes: u32,
+    /// Time allowed to receive an HTTP/1.1 request's headers. Default: 30 s.
+    pub http1_header_read_timeout: Duration,
+    /// How long graceful shutdown waits for open calls before closing them. Default: 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            http2_max_concurrent_streams: 256,
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            max_header_list_bytes: 16 * 1024,
+            http1_header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

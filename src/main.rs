@@ -1,0 +1,120 @@
+//! The `portway` binary: parses flags and environment variables, binds the listener,
+//! mounts the services and hands everything to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use http::{HeaderName, HeaderValue};
+use portway::config::{AllowedOrigins, Config};
+use portway::services::ServiceOptions;
+
+/// One port, every client: native gRPC, gRPC-Web, Connect/JSON and WebSocket in front of
+/// one tonic service stack.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (HTTP/1.1 and HTTP/2 on the same port).
+    #[arg(long, env = "PORTWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Mount the gRPC interop test service (grpc.testing.TestService).
+    #[arg(long, env = "PORTWAY_INTEROP")]
+    interop: bool,
+
+    /// Directory of static files served at `/`. Defaults to `web/` next to the
+    /// binary's source tree, if it exists.
+    #[arg(long, env = "PORTWAY_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+
+    /// Largest message, in bytes, accepted or sent on any protocol.
+    #[arg(long, env = "PORTWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_message_bytes: usize,
+
+    /// Upper bound on every call's deadline, in milliseconds (also the deadline of calls
+    /// that set none). Unset: no bound.
+    #[arg(long, env = "PORTWAY_MAX_CALL_TIMEOUT_MS")]
+    max_call_timeout_ms: Option<u64>,
+
+    /// Browser origin allowed to call (repeatable). Unset: any origin, without credentials.
+    #[arg(long = "cors-origin", env = "PORTWAY_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+
+    /// Allow credentials (cookies) cross-origin; needs --cors-origin.
+    #[arg(long, env = "PORTWAY_CORS_CREDENTIALS", requires = "cors_origins")]
+    cors_credentials: bool,
+
+    /// Extra response header browsers may read (repeatable), e.g. your custom metadata.
+    #[arg(long = "cors-expose-header", env = "PORTWAY_CORS_EXPOSE_HEADERS", value_delimiter = ',')]
+    cors_expose_headers: Vec<String>,
+
+    /// Open connections beyond this are closed on accept.
+    #[arg(long, env = "PORTWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "PORTWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    max_concurrent_streams: u32,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let mut config = Config::default();
+    config.max_message_bytes = args.max_message_bytes;
+    config.max_call_timeout = args.max_call_timeout_ms.map(Duration::from_millis);
+    config.http.max_connections = args.max_connections;
+    config.http.http2_max_concurrent_streams = args.max_concurrent_streams;
+    if !args.cors_origins.is_empty() {
+        let origins = args.cors_origins.iter().map(|o| HeaderValue::from_str(o)).collect::<Result<Vec<_>, _>>()?;
+        config.cors.allowed_origins = AllowedOrigins::List(origins);
+        config.cors.allow_credentials = args.cors_credentials;
+    }
+    config.cors.expose_headers =
+        args.cors_expose_headers.iter().map(|h| HeaderName::from_bytes(h.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    config.web_root = args.web_dir.or_else(|| {
+        let bundled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web"));
+        bundled.is_dir().then_some(bundled)
+    });
+
+    let mut options = ServiceOptions::default();
+    options.interop = args.interop;
+    options.max_message_bytes = args.max_message_bytes;
+    let mounted = portway::services::mount(&options).await?;
+
+    let gateway = portway::Gateway::builder(mounted.routes).config(config).build();
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, interop = args.interop, "portway listening");
+    portway::serve(listener, gateway, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,113 @@
+//! Gateway counters, exposed at `/metrics` in the Prometheus text format.
+//!
+//! A handful of atomics rendered by hand: the gateway needs a few process-wide gauges
+//! and counters, not a metrics framework (a full metrics layer is its own piece of work).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::protocol::Protocol;
+
+const PROTOCOLS: [&str; 6] = ["grpc", "grpc_web", "websocket", "connect", "unsupported", "web"];
+
+/// Process-wide counters. Cheap to update from any task.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connections_open: AtomicU64,
+    connections_total: AtomicU64,
+    connections_refused: AtomicU64,
+    requests: [AtomicU64; PROTOCOLS.len()],
+    /// Open WebSocket sockets.
+    pub websockets_open: AtomicU64,
+    /// Calls in flight on WebSocket sockets.
+    pub websocket_calls_open: AtomicU64,
+}
+
+fn index(p: Protocol) -> usize {
+    match p {
+        Protocol::Grpc => 0,
+        Protocol::GrpcWeb => 1,
+        Protocol::WebSocket => 2,
+        Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::ConnectGet => 3,
+        Protocol::UnsupportedMediaType => 4,
+        Protocol::Web => 5,
+    }
+}
+
+impl Metrics {
+    /// Counts one request routed to `protocol`.
+    pub fn request(&self, protocol: Protocol) {
+        self.requests[index(protocol)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an accepted connection; the guard counts its close.
+    pub fn connection(self: &std::sync::Arc<Self>) -> ConnectionGuard {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+
+    /// Counts a connection closed at once because the limit was reached.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Open connections now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        gauge(&mut out, "portway_connections_open", "Open client connections.", self.connections_open());
+        counter(
+            &mut out,
+            "portway_connections_total",
+            "Accepted client connections.",
+            self.connections_total.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "portway_connections_refused_total",
+            "Connections closed at once because max_connections was reached.",
+            self.connections_refused.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP portway_requests_total HTTP requests by protocol.\n# TYPE portway_requests_total counter"
+        );
+        for (name, v) in PROTOCOLS.iter().zip(&self.requests) {
+            let _ = writeln!(out, "portway_requests_total{{protocol=\"{name}\"}} {}", v.load(Ordering::Relaxed));
+        }
+        gauge(
+            &mut out,
+            "portway_websockets_open",
+            "Open WebSocket sockets.",
+            self.websockets_open.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "portway_websocket_calls_open",
+            "Calls in flight on WebSocket sockets.",
+            self.websocket_calls_open.load(Ordering::Relaxed),
+        );
+        out
+    }
+}
+
+/// Decrements the open-connection gauge when dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard(std::sync::Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}

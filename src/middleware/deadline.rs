@@ -1,0 +1,252 @@
+//! Deadlines for every protocol, enforced once on the service stack.
+//!
+//! Routes do not enforce `grpc-timeout` (tonic's own `GrpcTimeout` layer is private to
+//! its transport server), and a deadline must also cover a streaming response body, not
+//! just the time to its headers. Every adapter turns its protocol's timeout
+//! (`Connect-Timeout-Ms`, the WebSocket `timeout_ms`) into `grpc-timeout`, so this one
+//! layer gives all of them the same semantics: when the deadline passes, the handler is
+//! dropped (cancelled) and the call ends with `DEADLINE_EXCEEDED`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::Frame;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tonic::body::Body;
+
+/// The `grpc-timeout` header.
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Parses a `grpc-timeout` value (`1..=8` digits and a unit among `H M S m u n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Formats `d` as a `grpc-timeout` value, rounding up to keep within 8 digits.
+pub fn format_grpc_timeout(d: Duration) -> String {
+    const MAX: u128 = 99_999_999;
+    let units: [(u128, char); 6] = [
+        (1, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+        (3_600_000_000_000, 'H'),
+    ];
+    let nanos = d.as_nanos();
+    for (per, unit) in units {
+        let value = nanos.div_ceil(per);
+        if value <= MAX {
+            return format!("{value}{unit}");
+        }
+    }
+    format!("{MAX}H")
+}
+
+/// Adds [`Deadline`] to a service.
+#[derive(Debug, Clone, Default)]
+pub struct DeadlineLayer {
+    max: Option<Duration>,
+}
+
+impl DeadlineLayer {
+    /// Enforces the caller's `grpc-timeout`; with `max`, also caps it (and applies `max`
+    /// to calls that set none).
+    pub fn new(max: Option<Duration>) -> Self {
+        Self { max }
+    }
+}
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline { inner, max: self.max }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    max: Option<Duration>,
+}
+
+fn timeout_of(headers: &HeaderMap, max: Option<Duration>) -> Result<Option<Duration>, tonic::Status> {
+    let asked = match headers.get(GRPC_TIMEOUT) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(parse_grpc_timeout)
+                .ok_or_else(|| tonic::Status::invalid_argument(format!("invalid grpc-timeout header: {v:?}")))?,
+        ),
+    };
+    Ok(match (asked, max) {
+        (Some(a), Some(m)) => Some(a.min(m)),
+        (a, m) => a.or(m),
+    })
+}
+
+impl<S, B> tower::Service<Request<B>> for Deadline<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = DeadlineFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match timeout_of(req.headers(), self.max) {
+            Err(status) => DeadlineFuture { inner: None, sleep: None, early: Some(status) },
+            Ok(timeout) => {
+                let sleep = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
+                DeadlineFuture { inner: Some(self.inner.call(req)), sleep, early: None }
+            }
+        }
+    }
+}
+
+fn status_response(status: &tonic::Status) -> Response<Body> {
+    let (parts, ()) = status.clone().into_http::<()>().into_parts();
+    Response::from_parts(parts, Body::empty())
+}
+
+fn deadline_status() -> tonic::Status {
+    tonic::Status::deadline_exceeded("deadline exceeded")
+}
+
+pin_project! {
+    /// The response future of [`Deadline`].
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        sleep: Option<Pin<Box<Sleep>>>,
+        early: Option<tonic::Status>,
+    }
+}
+
+impl<F, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(status) = this.early.take() {
+            return Poll::Ready(Ok(status_response(&status)));
+        }
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Ok(status_response(&deadline_status())));
+        };
+        if let Poll::Ready(res) = inner.poll(cx) {
+            let sleep = this.sleep.take();
+            return Poll::Ready(res.map(|resp| match sleep {
+                None => resp,
+                Some(sleep) => resp.map(|body| Body::new(DeadlineBody { inner: body, sleep: Some(sleep) })),
+            }));
+        }
+        if let Some(sleep) = this.sleep.as_mut() {
+            ready!(sleep.as_mut().poll(cx));
+            // Drop the handler's future: that is what cancels it.
+            this.inner.set(None);
+            return Poll::Ready(Ok(status_response(&deadline_status())));
+        }
+        Poll::Pending
+    }
+}
+
+pin_project! {
+    /// A response body that ends with `DEADLINE_EXCEEDED` trailers when the deadline passes.
+    struct DeadlineBody {
+        #[pin]
+        inner: Body,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let Some(sleep) = this.sleep.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            if frame.as_ref().is_some_and(|f| f.as_ref().is_ok_and(Frame::is_trailers)) || frame.is_none() {
+                *this.sleep = None;
+            }
+            return Poll::Ready(frame);
+        }
+        ready!(sleep.as_mut().poll(cx));
+        *this.sleep = None;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from(tonic::Code::DeadlineExceeded as i32));
+        trailers.insert("grpc-message", HeaderValue::from_static("deadline%20exceeded"));
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sleep.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5n"), Some(Duration::from_nanos(5)));
+        for bad in ["", "m", "10", "10x", "-1m", "123456789m", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+        assert_eq!(format_grpc_timeout(Duration::from_millis(250)), "250000000n");
+        assert_eq!(format_grpc_timeout(Duration::from_secs(3600 * 24 * 365)), "525600M");
+        for d in [Duration::from_nanos(1), Duration::from_millis(7), Duration::from_secs(100_000)] {
+            let back = parse_grpc_timeout(&format_grpc_timeout(d)).unwrap();
+            assert!(back >= d, "{d:?} -> {back:?}");
+        }
+    }
+
+    #[test]
+    fn caps_with_max() {
+        let mut h = HeaderMap::new();
+        assert_eq!(timeout_of(&h, None).unwrap(), None);
+        assert_eq!(timeout_of(&h, Some(Duration::from_secs(1))).unwrap(), Some(Duration::from_secs(1)));
+        h.insert(GRPC_TIMEOUT, HeaderValue::from_static("5S"));
+        assert_eq!(timeout_of(&h, Some(Duration::from_secs(1))).unwrap(), Some(Duration::from_secs(1)));
+        h.insert(GRPC_TIMEOUT, HeaderValue::from_static("bogus"));
+        assert!(timeout_of(&h, None).is_err());
+    }
+}

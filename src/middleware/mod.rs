@@ -1,0 +1,4 @@
+//! Tower layers on the service stack. Each applies to every protocol, because every
+//! protocol ends in the same stack.
+
+pub mod deadline;

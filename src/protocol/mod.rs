@@ -1,0 +1,172 @@
+//! Protocol adapters, and the one pure function that picks which adapter serves a request.
+
+pub mod connect;
+pub mod web;
+
+use http::{Method, Request, header};
+
+/// The wire encoding of a Connect request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Canonical protobuf JSON.
+    Json,
+    /// Binary protobuf.
+    Proto,
+}
+
+/// The protocol a request speaks, decided from its method, headers and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Native gRPC (`application/grpc`, `application/grpc+proto`).
+    Grpc,
+    /// gRPC-Web, binary or text (`application/grpc-web*`).
+    GrpcWeb,
+    /// A WebSocket upgrade: HTTP/1.1 `Upgrade: websocket` or HTTP/2 extended CONNECT.
+    WebSocket,
+    /// Connect unary: `POST` with `application/json` or `application/proto`.
+    ConnectUnary(Encoding),
+    /// Connect streaming: `application/connect+json` or `application/connect+proto`.
+    ConnectStream(Encoding),
+    /// Connect unary over `GET` (`?encoding=json&message=...`), for side-effect-free methods.
+    ConnectGet,
+    /// A `POST` to an RPC path with a content type no adapter speaks: 415.
+    UnsupportedMediaType,
+    /// Everything else: static files, `/healthz`, `/metrics`.
+    Web,
+}
+
+/// Classifies a request. The most specific content type is matched first
+/// (`application/grpc-web` before `application/grpc`).
+pub fn classify<B>(req: &Request<B>) -> Protocol {
+    if is_websocket_upgrade(req) {
+        return Protocol::WebSocket;
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let is_post = req.method() == Method::POST;
+    if let Some(ct) = content_type.as_deref() {
+        if ct.starts_with("application/grpc-web") {
+            return Protocol::GrpcWeb;
+        }
+        if ct == "application/grpc" || ct.starts_with("application/grpc+") {
+            return Protocol::Grpc;
+        }
+        if is_post {
+            match ct {
+                "application/connect+json" => return Protocol::ConnectStream(Encoding::Json),
+                "application/connect+proto" => return Protocol::ConnectStream(Encoding::Proto),
+                "application/json" => return Protocol::ConnectUnary(Encoding::Json),
+                "application/proto" => return Protocol::ConnectUnary(Encoding::Proto),
+                _ => {}
+            }
+        }
+    }
+    if is_rpc_path(req.uri().path()) {
+        if req.method() == Method::GET
+            && req.uri().query().is_some_and(|q| q.split('&').any(|p| p.starts_with("encoding=")))
+        {
+            return Protocol::ConnectGet;
+        }
+        if is_post {
+            return Protocol::UnsupportedMediaType;
+        }
+    }
+    Protocol::Web
+}
+
+/// `/pkg.Service/Method`: two segments, a dotted service name, a method with no dot.
+fn is_rpc_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(service), Some(method), None) => {
+            service.contains('.') && !method.is_empty() && !method.contains('.') && !service.starts_with('.')
+        }
+        _ => false,
+    }
+}
+
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    if req.method() == Method::CONNECT {
+        // RFC 8441: HTTP/2 extended CONNECT with `:protocol = websocket`.
+        return req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    }
+    req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, path: &str, ct: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(ct) = ct {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        use Encoding::*;
+        use Protocol::*;
+        let rpc = "/grpc.testing.TestService/UnaryCall";
+        let cases: &[(&str, &str, Option<&str>, Protocol)] = &[
+            ("POST", rpc, Some("application/grpc"), Grpc),
+            ("POST", rpc, Some("application/grpc+proto"), Grpc),
+            ("POST", rpc, Some("Application/GRPC"), Grpc),
+            ("POST", rpc, Some("application/grpc-web"), GrpcWeb),
+            ("POST", rpc, Some("application/grpc-web+proto"), GrpcWeb),
+            ("POST", rpc, Some("application/grpc-web-text"), GrpcWeb),
+            ("POST", rpc, Some("application/grpc-web-text+proto"), GrpcWeb),
+            ("POST", rpc, Some("application/json"), ConnectUnary(Json)),
+            ("POST", rpc, Some("application/json; charset=utf-8"), ConnectUnary(Json)),
+            ("POST", rpc, Some("application/proto"), ConnectUnary(Proto)),
+            ("POST", rpc, Some("application/connect+json"), ConnectStream(Json)),
+            ("POST", rpc, Some("application/connect+proto"), ConnectStream(Proto)),
+            ("POST", rpc, Some("text/plain"), UnsupportedMediaType),
+            ("POST", rpc, None, UnsupportedMediaType),
+            ("POST", "/grpc.testing.TestService/UnaryCall", Some("application/grpcx"), UnsupportedMediaType),
+            ("GET", &format!("{rpc}?encoding=json&message=%7B%7D"), None, ConnectGet),
+            ("GET", rpc, None, Web),
+            ("GET", "/", None, Web),
+            ("GET", "/index.html", None, Web),
+            ("GET", "/healthz", None, Web),
+            ("POST", "/assets/app.js", Some("text/plain"), Web),
+            ("POST", "/upload", Some("application/json"), ConnectUnary(Json)),
+            ("PUT", rpc, Some("application/json"), Web),
+            ("OPTIONS", rpc, None, Web),
+        ];
+        for (method, path, ct, want) in cases {
+            assert_eq!(classify(&req(method, path, *ct)), *want, "{method} {path} {ct:?}");
+        }
+    }
+
+    #[test]
+    fn websocket_upgrades() {
+        let h1 = Request::builder()
+            .method("GET")
+            .uri("/ws")
+            .header("upgrade", "WebSocket")
+            .header("connection", "Upgrade")
+            .body(())
+            .unwrap();
+        assert_eq!(classify(&h1), Protocol::WebSocket);
+        let mut h2 = Request::builder().method("CONNECT").uri("/ws").body(()).unwrap();
+        h2.extensions_mut().insert(hyper::ext::Protocol::from_static("websocket"));
+        assert_eq!(classify(&h2), Protocol::WebSocket);
+        let plain_connect = Request::builder().method("CONNECT").uri("/ws").body(()).unwrap();
+        assert_eq!(classify(&plain_connect), Protocol::Web);
+    }
+}

@@ -232,7 +232,7 @@ mod tests {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
         }
         assert_eq!(format_grpc_timeout(Duration::from_millis(250)), "250000u");
-        assert_eq!(format_grpc_timeout(Duration::from_secs(3600 * 24 * 365)), "525600M");
+        assert_eq!(format_grpc_timeout(Duration::from_secs(3600 * 24 * 365)), "31536000S");
         for d in [Duration::from_nanos(1), Duration::from_millis(7), Duration::from_secs(100_000)] {
             let back = parse_grpc_timeout(&format_grpc_timeout(d)).unwrap();
             assert!(back >= d, "{d:?} -> {back:?}");

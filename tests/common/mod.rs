@@ -1,0 +1,62 @@
+//! Shared test harness: a real gateway on a real socket (port 0), real clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use portway::Config;
+use portway::services::ServiceOptions;
+use tokio::sync::oneshot;
+use tonic::service::Routes;
+
+/// A gateway serving on 127.0.0.1:<ephemeral>; shuts down when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub metrics: std::sync::Arc<portway::metrics::Metrics>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A tonic channel (HTTP/2 prior knowledge) to the gateway.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url()).expect("valid url").connect().await.expect("connect")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts the gateway with the interop service mounted and `config`.
+pub async fn start_interop(config: Config) -> TestServer {
+    let mut options = ServiceOptions::default();
+    options.interop = true;
+    options.max_message_bytes = config.max_message_bytes;
+    let mounted = portway::services::mount(&options).await.expect("mount");
+    start_routes(mounted.routes, config).await
+}
+
+/// Starts the gateway in front of any `Routes`.
+pub async fn start_routes(routes: Routes, config: Config) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let gateway = portway::Gateway::builder(routes).config(config).build();
+    let metrics = gateway.metrics().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        portway::serve(listener, gateway, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serve");
+    });
+    TestServer { addr, metrics, shutdown: Some(tx) }
+}

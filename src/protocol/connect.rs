@@ -298,7 +298,9 @@ impl RequestReader {
         }
     }
 
-    /// Reads exactly one message (server-streaming calls).
+    /// Reads exactly one message (server-streaming calls). Any other count is a request
+    /// cardinality violation: `UNIMPLEMENTED`, as gRPC (`doc/statuscodes.md`) and the Connect
+    /// implementations answer it.
     async fn read_one(&self, mut body: Body) -> Result<Bytes, Status> {
         let mut decoder = Decoder::new(self.max);
         let mut found = None;
@@ -309,13 +311,13 @@ impl RequestReader {
             }
             while let Some(env) = decoder.next_envelope().map_err(frame_status)? {
                 if found.is_some() {
-                    return Err(Status::invalid_argument("server-streaming method got more than one request message"));
+                    return Err(Status::unimplemented("server-streaming method got more than one request message"));
                 }
                 found = Some(self.message(env)?);
             }
         }
         decoder.finish().map_err(frame_status)?;
-        found.ok_or_else(|| Status::invalid_argument("missing request message"))
+        found.ok_or_else(|| Status::unimplemented("server-streaming method got no request message"))
     }
 
     /// Feeds every message to `tx`; on bad input reports the status on `failed`.

@@ -77,6 +77,15 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
+            // Only gRPC bodies are made of envelopes; leave anything else (an HTTP error
+            // page from a misconfigured service, say) as it is.
+            let is_grpc = resp
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+            if !is_grpc {
+                return Ok(resp);
+            }
             Ok(resp.map(|body| Body::new(LimitedResponse { inner: Some(body), scanner: Scanner::new(max), cut: None })))
         })
     }

@@ -381,6 +381,31 @@ async fn bidi_ping_pong_over_h2() {
 }
 
 #[tokio::test]
+async fn bidi_proto_in_one_body() {
+    use portway::pb::grpc::testing::{ResponseParameters, StreamingOutputCallRequest, StreamingOutputCallResponse};
+    let server = common::start_interop(Config::default()).await;
+    let mut body = Vec::new();
+    for size in [4, 5] {
+        let m = StreamingOutputCallRequest {
+            response_parameters: vec![ResponseParameters { size, ..Default::default() }],
+            ..Default::default()
+        };
+        body.extend(http::frame(0, &m.encode_to_vec()));
+    }
+    let reply =
+        post(Http::H2, &format!("{}{SVC}/FullDuplexCall", server.url()), "application/connect+proto", body, &[]).await;
+    assert_eq!(reply.header("content-type"), Some("application/connect+proto"));
+    let stream = parse_connect_stream(&reply.body);
+    let sizes: Vec<usize> = stream
+        .messages
+        .iter()
+        .map(|m| StreamingOutputCallResponse::decode(m.clone()).unwrap().payload.unwrap().body.len())
+        .collect();
+    assert_eq!(sizes, [4, 5]);
+    assert_eq!(stream.end, json!({}));
+}
+
+#[tokio::test]
 async fn connect_timeout_gives_deadline_exceeded() {
     let (server, mut dropped) = common::start_scripted(Config::default()).await;
     let slow = json!({"payload": {"body": STANDARD.encode(common::scripted::SLOW)}});

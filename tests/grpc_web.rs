@@ -214,7 +214,8 @@ async fn cors_preflight_and_exposed_headers_for_any_origin() {
         for h in ["x-grpc-web", "content-type", "x-user-agent", "grpc-timeout"] {
             assert!(allowed.contains(&h.to_string()), "{h} not allowed: {allowed:?}");
         }
-        assert!(reply.header("access-control-max-age").is_some());
+        assert_eq!(reply.header("access-control-max-age"), Some("7200"), "the default: two hours");
+        assert_eq!(reply.header("access-control-allow-credentials"), None, "never with any origin");
 
         let reply = web_post_with_origin(version, &url, "https://app.example.com").await;
         assert_eq!(reply.status, StatusCode::OK);
@@ -231,11 +232,15 @@ async fn cors_origin_list_allows_only_listed_origins() {
     let mut config = Config::default();
     config.cors.allowed_origins = AllowedOrigins::List(vec![HeaderValue::from_static("https://app.example.com")]);
     config.cors.expose_headers = vec![HeaderName::from_static("x-custom")];
+    config.cors.allow_credentials = true;
+    config.cors.max_age = std::time::Duration::from_secs(60);
     let server = common::start_interop(config).await;
     let url = format!("{}{SVC}/EmptyCall", server.url());
 
     let ok = http::send(Http::H1, preflight(&url, "https://app.example.com")).await;
     assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(ok.header("access-control-max-age"), Some("60"));
     let bad = http::send(Http::H1, preflight(&url, "https://evil.example.com")).await;
     assert_eq!(bad.header("access-control-allow-origin"), None, "{bad:?}");
 

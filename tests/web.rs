@@ -137,6 +137,22 @@ async fn healthz_and_metrics() {
         assert_eq!(&reply.body[..], b"SERVING\n");
         assert_eq!(reply.header("cache-control"), Some("no-store"));
     }
+    // One call per protocol family, to see each counted.
+    let mut client = TestServiceClient::new(server.channel().await);
+    guard(client.empty_call(Empty {})).await.expect("gRPC");
+    http::grpc_web_call(Http::H1, false, &format!("{}/grpc.testing.TestService/EmptyCall", server.url()), &[&[]], &[])
+        .await;
+    let connect = http::request("POST", &format!("{}/grpc.testing.TestService/EmptyCall", server.url()))
+        .header("content-type", "application/json")
+        .body(full("{}"))
+        .unwrap();
+    assert_eq!(http::send(Http::H1, connect).await.status, StatusCode::OK);
+    let unsupported = http::request("POST", &format!("{}/grpc.testing.TestService/EmptyCall", server.url()))
+        .header("content-type", "text/plain")
+        .body(full("{}"))
+        .unwrap();
+    assert_eq!(http::send(Http::H1, unsupported).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
     let reply = get(Http::H1, &format!("{}/metrics", server.url())).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
@@ -145,6 +161,10 @@ async fn healthz_and_metrics() {
         "# TYPE portway_connections_open gauge",
         "# TYPE portway_requests_total counter",
         "portway_requests_total{protocol=\"web\"} 3",
+        "portway_requests_total{protocol=\"grpc\"} 1",
+        "portway_requests_total{protocol=\"grpc_web\"} 1",
+        "portway_requests_total{protocol=\"connect\"} 1",
+        "portway_requests_total{protocol=\"unsupported\"} 1",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
@@ -282,4 +302,14 @@ async fn http2_header_list_limit_is_enforced() {
     assert_eq!(http::send(Http::H2, small).await.status, StatusCode::OK);
     let big = http::request("GET", &url).header("x-big", "a".repeat(4096)).body(full(Vec::new())).unwrap();
     assert_eq!(http::send(Http::H2, big).await.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn http1_header_read_timeout_closes_slow_clients() {
+    let mut config = Config::default();
+    config.http.http1_header_read_timeout = Duration::from_millis(200);
+    let server = common::start_interop(config).await;
+    // Half a request line, then nothing: the server must give up on its own.
+    let resp = raw_http1(server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow").await;
+    assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 408"), "{resp}");
 }

@@ -11,7 +11,9 @@ use http::{HeaderName, HeaderValue};
 #[non_exhaustive]
 pub struct Config {
     /// The largest message, in bytes, that any protocol accepts from a client or relays
-    /// to one (after decompression). Default: 4 MiB, tonic's own default.
+    /// to one; an oversized message fails the call with `RESOURCE_EXHAUSTED`. Messages the
+    /// gateway decompresses itself (Connect) are measured after decompression; native gRPC
+    /// and gRPC-Web messages as sent. Default: 4 MiB, tonic's own default.
     pub max_message_bytes: usize,
     /// An upper bound on every call's deadline, and the deadline of calls that set none.
     /// Default: `None` (calls without a deadline may run forever, e.g. watches).

@@ -17,6 +17,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 use crate::config::{AllowedOrigins, Config};
 use crate::metrics::Metrics;
 use crate::middleware::deadline::DeadlineLayer;
+use crate::middleware::limit::MessageLimitLayer;
 use crate::protocol::{Protocol, classify, connect, web};
 use crate::transcode::{GrpcStack, MethodTable};
 
@@ -52,8 +53,8 @@ pub struct GatewayBuilder {
 impl Gateway {
     /// Starts a gateway in front of `service`: any tower service that speaks native gRPC,
     /// usually the `Routes` of the tonic services to mount. The gateway adds its deadline
-    /// layer on top; add your own layers (auth, limits) to `service` before passing it, and
-    /// they apply to every protocol.
+    /// and message size layers on top; add your own layers (auth, limits) to `service`
+    /// before passing it, and they apply to every protocol.
     pub fn builder<S>(service: S) -> GatewayBuilder
     where
         S: Service<Request<tonic::body::Body>, Response = Response<tonic::body::Body>, Error = Infallible>
@@ -148,8 +149,9 @@ impl GatewayBuilder {
 
     /// Builds the gateway.
     pub fn build(self) -> Gateway {
+        let limited = MessageLimitLayer::new(self.config.max_message_bytes).layer(self.stack);
         let stack: GrpcStack =
-            BoxCloneSyncService::new(DeadlineLayer::new(self.config.max_call_timeout).layer(self.stack));
+            BoxCloneSyncService::new(DeadlineLayer::new(self.config.max_call_timeout).layer(limited));
         let shared = Arc::new(Shared {
             stack: stack.clone(),
             methods: self.methods.unwrap_or_else(MethodTable::generated),

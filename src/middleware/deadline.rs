@@ -92,6 +92,10 @@ pub struct Deadline<S> {
     max: Option<Duration>,
 }
 
+/// The call's deadline: the client's `grpc-timeout`, capped by `max`. A malformed header
+/// is refused rather than ignored (the client expects a deadline) with `INTERNAL`, as
+/// grpc-go answers it: gRPC's status code table reserves `INVALID_ARGUMENT` for
+/// applications, never the library.
 fn timeout_of(headers: &HeaderMap, max: Option<Duration>) -> Result<Option<Duration>, tonic::Status> {
     let asked = match headers.get(GRPC_TIMEOUT) {
         None => None,
@@ -99,7 +103,7 @@ fn timeout_of(headers: &HeaderMap, max: Option<Duration>) -> Result<Option<Durat
             v.to_str()
                 .ok()
                 .and_then(parse_grpc_timeout)
-                .ok_or_else(|| tonic::Status::invalid_argument(format!("invalid grpc-timeout header: {v:?}")))?,
+                .ok_or_else(|| tonic::Status::internal(format!("malformed grpc-timeout header: {v:?}")))?,
         ),
     };
     Ok(match (asked, max) {

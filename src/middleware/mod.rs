@@ -2,3 +2,4 @@
 //! protocol ends in the same stack.
 
 pub mod deadline;
+pub mod limit;

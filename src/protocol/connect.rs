@@ -286,7 +286,7 @@ impl RequestReader {
             if !self.compressed {
                 return Err(Status::internal("compressed message without connect-content-encoding"));
             }
-            Bytes::from(gzip::decompress(&env.payload, self.max).map_err(Status::invalid_argument)?)
+            Bytes::from(gzip::decompress(&env.payload, self.max).map_err(decompress_status)?)
         } else {
             env.payload
         };
@@ -298,7 +298,9 @@ impl RequestReader {
         }
     }
 
-    /// Reads exactly one message (server-streaming calls).
+    /// Reads exactly one message (server-streaming calls). Any other count is a request
+    /// cardinality violation: `UNIMPLEMENTED`, as gRPC (`doc/statuscodes.md`) and the Connect
+    /// implementations answer it.
     async fn read_one(&self, mut body: Body) -> Result<Bytes, Status> {
         let mut decoder = Decoder::new(self.max);
         let mut found = None;
@@ -309,13 +311,13 @@ impl RequestReader {
             }
             while let Some(env) = decoder.next_envelope().map_err(frame_status)? {
                 if found.is_some() {
-                    return Err(Status::invalid_argument("server-streaming method got more than one request message"));
+                    return Err(Status::unimplemented("server-streaming method got more than one request message"));
                 }
                 found = Some(self.message(env)?);
             }
         }
         decoder.finish().map_err(frame_status)?;
-        found.ok_or_else(|| Status::invalid_argument("missing request message"))
+        found.ok_or_else(|| Status::unimplemented("server-streaming method got no request message"))
     }
 
     /// Feeds every message to `tx`; on bad input reports the status on `failed`.
@@ -434,6 +436,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+fn decompress_status(e: gzip::DecompressError) -> Status {
+    match e {
+        gzip::DecompressError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+        gzip::DecompressError::Invalid(_) => Status::invalid_argument(e.to_string()),
+    }
+}
+
 fn too_large(len: usize, limit: usize) -> Status {
     Status::resource_exhausted(format!("message of {len} bytes is larger than the limit of {limit} bytes"))
 }
@@ -451,7 +460,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Status> {
 fn decode_body(raw: Bytes, encoding: Option<&str>, limit: usize) -> Result<Bytes, Status> {
     match encoding {
         None | Some("identity") => Ok(raw),
-        Some("gzip") => gzip::decompress(&raw, limit).map(Bytes::from).map_err(Status::invalid_argument),
+        Some("gzip") => gzip::decompress(&raw, limit).map(Bytes::from).map_err(decompress_status),
         Some(other) => {
             Err(Status::unimplemented(format!("unsupported content encoding {other:?}; use gzip or identity")))
         }

@@ -207,21 +207,25 @@ impl Call {
     }
 
     /// Reads a unary response: exactly one message, then OK. Returns the message and the
-    /// final (OK) status, or the error status.
+    /// final (OK) status, or the error status. Any other message count is a response
+    /// cardinality violation, which gRPC clients report as `UNIMPLEMENTED`
+    /// (`doc/statuscodes.md`).
     pub async fn unary(&mut self) -> Result<(Bytes, Status), Status> {
         let message = match self.next().await {
             CallEvent::Message(m) => m,
             CallEvent::End(s) if s.code() == Code::Ok => {
-                return Err(self.fail(Status::internal("service sent no response message")).into_status());
+                return Err(self
+                    .fail(Status::unimplemented("service sent no response message to a unary call"))
+                    .into_status());
             }
             CallEvent::End(s) => return Err(s),
         };
         match self.next().await {
             CallEvent::End(s) if s.code() == Code::Ok => Ok((message, s)),
             CallEvent::End(s) => Err(s),
-            CallEvent::Message(_) => {
-                Err(self.fail(Status::internal("service sent more than one response message")).into_status())
-            }
+            CallEvent::Message(_) => Err(self
+                .fail(Status::unimplemented("service sent more than one response message to a unary call"))
+                .into_status()),
         }
     }
 }

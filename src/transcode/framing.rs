@@ -100,13 +100,29 @@ impl Decoder {
 pub mod gzip {
     use std::io::{Read, Write};
 
+    /// Why a body or message could not be decompressed. The two cases get different
+    /// status codes: a message over the limit is `RESOURCE_EXHAUSTED` (gRPC's
+    /// `doc/statuscodes.md`), corrupt data is the sender's error.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum DecompressError {
+        /// The data is not valid gzip.
+        #[error("invalid gzip data: {0}")]
+        Invalid(String),
+        /// The decompressed data would exceed the limit.
+        #[error("decompressed message is larger than the limit of {limit} bytes")]
+        TooLarge {
+            /// The limit in force.
+            limit: usize,
+        },
+    }
+
     /// Decompresses `data`, refusing to produce more than `limit` bytes (a zip bomb guard).
-    pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
         let mut out = Vec::new();
         let mut reader = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
-        reader.read_to_end(&mut out).map_err(|e| format!("invalid gzip data: {e}"))?;
+        reader.read_to_end(&mut out).map_err(|e| DecompressError::Invalid(e.to_string()))?;
         if out.len() > limit {
-            return Err(format!("decompressed message is larger than the limit of {limit} bytes"));
+            return Err(DecompressError::TooLarge { limit });
         }
         Ok(out)
     }
@@ -167,7 +183,7 @@ mod tests {
         let big = vec![0u8; 10_000];
         let c = gzip::compress(&big);
         assert_eq!(gzip::decompress(&c, 10_000).unwrap().len(), 10_000);
-        assert!(gzip::decompress(&c, 9_999).is_err());
-        assert!(gzip::decompress(b"not gzip", 100).is_err());
+        assert_eq!(gzip::decompress(&c, 9_999), Err(gzip::DecompressError::TooLarge { limit: 9_999 }));
+        assert!(matches!(gzip::decompress(b"not gzip", 100), Err(gzip::DecompressError::Invalid(_))));
     }
 }

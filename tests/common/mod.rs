@@ -1,6 +1,9 @@
 //! Shared test harness: a real gateway on a real socket (port 0), real clients.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod scripted;
+
 use std::net::SocketAddr;
 
 use portway::Config;
@@ -46,9 +49,22 @@ pub async fn start_interop(config: Config) -> TestServer {
 
 /// Starts the gateway in front of any `Routes`.
 pub async fn start_routes(routes: Routes, config: Config) -> TestServer {
+    start_gateway(portway::Gateway::builder(routes).config(config)).await
+}
+
+/// Starts the gateway with [`scripted::Scripted`] as `grpc.testing.TestService`, next to
+/// the standard services (health, reflection); returns the receiver of its drop reports.
+pub async fn start_scripted(config: Config) -> (TestServer, tokio::sync::mpsc::UnboundedReceiver<&'static str>) {
+    let mounted = portway::services::mount(&ServiceOptions::default()).await.expect("mount");
+    let (service, dropped) = scripted::Scripted::service();
+    (start_routes(mounted.routes.add_service(service), config).await, dropped)
+}
+
+/// Starts a gateway from a builder (for a custom method table, say).
+pub async fn start_gateway(builder: portway::GatewayBuilder) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let gateway = portway::Gateway::builder(routes).config(config).build();
+    let gateway = builder.build();
     let metrics = gateway.metrics().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {

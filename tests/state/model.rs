@@ -133,13 +133,7 @@ pub type E = (String, Value, i64, i64, i64);
 
 /// Normalizes an API entry.
 pub fn entry(e: &api::Entry) -> E {
-    (
-        e.key.clone(),
-        e.value.clone().unwrap_or_else(|| Value { kind: None }),
-        e.create_revision,
-        e.mod_revision,
-        e.version,
-    )
+    (e.key.clone(), e.value.clone().unwrap_or(Value { kind: None }), e.create_revision, e.mod_revision, e.version)
 }
 
 /// The errors the model predicts.

@@ -364,11 +364,11 @@ async fn run_writer(shared: Arc<Shared>, backend: Arc<dyn Backend>, mut rx: mpsc
                 let _ =
                     w.reply.send(if w.session.is_some() { Outcome::Session(Err(e)) } else { Outcome::Write(Err(e)) });
             }
-        } else if !batch.is_empty() || housekeeping {
-            if let Err(e) = commit_batch(&shared, &backend, batch, housekeeping).await {
-                tracing::error!(error = %e, "state store commit failed; refusing further writes until restart");
-                failed = Some(e);
-            }
+        } else if (!batch.is_empty() || housekeeping)
+            && let Err(e) = commit_batch(&shared, &backend, batch, housekeeping).await
+        {
+            tracing::error!(error = %e, "state store commit failed; refusing further writes until restart");
+            failed = Some(e);
         }
         if let Some(done) = shutdown.take() {
             drop(backend);

@@ -201,3 +201,16 @@ async fn a_second_open_of_the_same_directory_fails_clearly() {
     assert!(err.to_string().contains("already open"), "{err}");
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dropped_watcher_frees_its_slot() {
+    let mut options = StateOptions::memory();
+    options.max_watchers = 1;
+    let store = Store::open(options).await.expect("open");
+    let filter = || super::engine::KeyFilter { key: "k".into(), prefix: false };
+    let first = store.watch(filter(), 0).expect("first watch");
+    let refused = store.watch(filter(), 0).map(|_| ()).expect_err("over the limit");
+    assert!(matches!(refused, StoreError::Limit { limit: "max_watchers", exhausted: true, .. }), "{refused:?}");
+    drop(first);
+    store.watch(filter(), 0).expect("the slot is free again");
+}

@@ -9,6 +9,7 @@ use clap::Parser;
 use http::{HeaderName, HeaderValue};
 use portway::config::{AllowedOrigins, Config};
 use portway::services::ServiceOptions;
+use portway::services::state::{StateOptions, StorageKind};
 
 /// One port, every client: native gRPC, gRPC-Web, Connect/JSON and WebSocket in front of
 /// one tonic service stack.
@@ -56,6 +57,90 @@ struct Args {
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "PORTWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     max_concurrent_streams: u32,
+
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// The state store (`portway.state.v1.StateService`). Defaults: see `StateOptions`.
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// Directory of the durable state store (created if missing).
+    #[arg(long, env = "PORTWAY_DATA_DIR", default_value = "portway-data")]
+    data_dir: PathBuf,
+
+    /// `durable` (redb under --data-dir, fsynced before a write is acknowledged) or
+    /// `memory` (ephemeral).
+    #[arg(long, env = "PORTWAY_STORAGE", value_enum, default_value_t = Storage::Durable)]
+    storage: Storage,
+
+    /// Longest state key, in bytes.
+    #[arg(long, env = "PORTWAY_STATE_MAX_KEY_BYTES", default_value_t = 4 * 1024)]
+    state_max_key_bytes: usize,
+
+    /// Largest state value, in bytes (of its protobuf encoding).
+    #[arg(long, env = "PORTWAY_STATE_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
+    state_max_value_bytes: usize,
+
+    /// Most operations per transaction branch (and comparisons, and puts per PutMany).
+    #[arg(long, env = "PORTWAY_STATE_MAX_TXN_OPS", default_value_t = 1024)]
+    state_max_txn_ops: usize,
+
+    /// Most watches open at once.
+    #[arg(long, env = "PORTWAY_STATE_MAX_WATCHERS", default_value_t = 10_000)]
+    state_max_watchers: usize,
+
+    /// How many commits a watcher may fall behind before it is cut off (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "PORTWAY_STATE_WATCH_BUFFER", default_value_t = 1024)]
+    state_watch_buffer: usize,
+
+    /// Keep the events of the last N revisions (0: no bound by count).
+    #[arg(long, env = "PORTWAY_STATE_HISTORY_REVISIONS", default_value_t = 100_000)]
+    state_history_revisions: u64,
+
+    /// Compact events older than this many seconds (0: no bound by age).
+    #[arg(long, env = "PORTWAY_STATE_HISTORY_AGE_SECS", default_value_t = 24 * 3600)]
+    state_history_age_secs: u64,
+
+    /// Sequence numbers remembered per Sync session (deduplication window).
+    #[arg(long, env = "PORTWAY_STATE_SESSION_WINDOW", default_value_t = 1024)]
+    state_session_window: usize,
+
+    /// Forget a Sync session idle for this many seconds.
+    #[arg(long, env = "PORTWAY_STATE_SESSION_TTL_SECS", default_value_t = 24 * 3600)]
+    state_session_ttl_secs: u64,
+
+    /// Most Sync sessions remembered (the least recently active is forgotten first).
+    #[arg(long, env = "PORTWAY_STATE_MAX_SESSIONS", default_value_t = 10_000)]
+    state_max_sessions: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Storage {
+    Durable,
+    Memory,
+}
+
+impl StateArgs {
+    fn options(&self) -> StateOptions {
+        let mut o = StateOptions::default();
+        o.storage = match self.storage {
+            Storage::Durable => StorageKind::Durable,
+            Storage::Memory => StorageKind::Memory,
+        };
+        o.data_dir = self.data_dir.clone();
+        o.max_key_bytes = self.state_max_key_bytes;
+        o.max_value_bytes = self.state_max_value_bytes;
+        o.max_txn_ops = self.state_max_txn_ops;
+        o.max_watchers = self.state_max_watchers;
+        o.watch_buffer = self.state_watch_buffer;
+        o.history_revisions = self.state_history_revisions;
+        o.history_age = (self.state_history_age_secs > 0).then(|| Duration::from_secs(self.state_history_age_secs));
+        o.session_window = self.state_session_window;
+        o.session_ttl = Duration::from_secs(self.state_session_ttl_secs);
+        o.max_sessions = self.state_max_sessions;
+        o
+    }
 }
 
 #[tokio::main]
@@ -87,12 +172,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = ServiceOptions::default();
     options.interop = args.interop;
     options.max_message_bytes = args.max_message_bytes;
+    options.state = args.state.options();
     let mounted = portway::services::mount(&options).await?;
 
     let gateway = portway::Gateway::builder(mounted.routes).config(config).build();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, interop = args.interop, "portway listening");
     portway::serve(listener, gateway, shutdown_signal()).await?;
+    mounted.state.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! these; it serves whatever `Routes` it is given.
 
 pub mod interop;
+pub mod state;
 
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
@@ -14,12 +15,26 @@ pub struct ServiceOptions {
     pub interop: bool,
     /// Largest message each service decodes or encodes. Default: 4 MiB.
     pub max_message_bytes: usize,
+    /// The state store (`portway.state.v1.StateService`), always mounted. Default: durable
+    /// under `./portway-data`.
+    pub state: state::StateOptions,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { interop: false, max_message_bytes: 4 * 1024 * 1024 }
+        Self { interop: false, max_message_bytes: 4 * 1024 * 1024, state: state::StateOptions::default() }
     }
+}
+
+/// Why the services could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The state store could not be opened.
+    #[error(transparent)]
+    State(#[from] state::OpenError),
+    /// The reflection service could not be built.
+    #[error("building the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// The mounted services and the handle that sets their health.
@@ -28,14 +43,21 @@ pub struct Mounted {
     pub routes: Routes,
     /// Sets the status `grpc.health.v1.Health` (and `/healthz`) reports.
     pub health: HealthReporter,
+    /// The state store behind `portway.state.v1.StateService` (for embedding and shutdown).
+    pub state: state::Store,
 }
 
-/// Builds the routes: health, reflection (v1 and v1alpha) and the optional services.
-pub async fn mount(options: &ServiceOptions) -> Result<Mounted, tonic_reflection::server::Error> {
+/// Builds the routes: health, reflection (v1 and v1alpha), the state store (opening it)
+/// and the optional services.
+pub async fn mount(options: &ServiceOptions) -> Result<Mounted, MountError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec!["grpc.health.v1.Health"];
     let mut routes = Routes::builder();
     routes.add_service(health_service);
+    let store = state::Store::open(options.state.clone()).await?;
+    routes.add_service(state::service(store.clone(), options.max_message_bytes));
+    names.push(state::SERVICE_NAME);
+    health.set_service_status(state::SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
     if options.interop {
         let svc = interop::service(options.max_message_bytes);
         names.push(<crate::pb::grpc::testing::test_service_server::TestServiceServer<interop::Interop> as tonic::server::NamedService>::NAME);
@@ -58,5 +80,5 @@ pub async fn mount(options: &ServiceOptions) -> Result<Mounted, tonic_reflection
     };
     routes.add_service(reflection().build_v1()?);
     routes.add_service(reflection().build_v1alpha()?);
-    Ok(Mounted { routes: routes.routes().prepare(), health })
+    Ok(Mounted { routes: routes.routes().prepare(), health, state: store })
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use portway::Config;
 use portway::services::ServiceOptions;
+use portway::services::state::StateOptions;
 use tokio::sync::oneshot;
 use tonic::service::Routes;
 
@@ -43,8 +44,21 @@ pub async fn start_interop(config: Config) -> TestServer {
     let mut options = ServiceOptions::default();
     options.interop = true;
     options.max_message_bytes = config.max_message_bytes;
+    options.state = StateOptions::memory();
     let mounted = portway::services::mount(&options).await.expect("mount");
     start_routes(mounted.routes, config).await
+}
+
+/// Starts the gateway with the default services (the state store among them) mounted,
+/// the store opened with `state` (e.g. `StateOptions::memory()` or
+/// `StateOptions::durable(tempdir)`). Returns the server and the store's handle.
+pub async fn start_state(state: StateOptions, config: Config) -> (TestServer, portway::services::state::Store) {
+    let mut options = ServiceOptions::default();
+    options.max_message_bytes = config.max_message_bytes;
+    options.state = state;
+    let mounted = portway::services::mount(&options).await.expect("mount");
+    let store = mounted.state.clone();
+    (start_routes(mounted.routes, config).await, store)
 }
 
 /// Starts the gateway in front of any `Routes`.

@@ -1,0 +1,213 @@
+//! Clients for the state store tests: tonic (native gRPC), a small Connect JSON client
+//! (HTTP/1.1, unary and streaming), a child `portway` process, and error-detail decoding.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portway::pb::portway::state::v1 as api;
+use portway::pb::portway::state::v1::state_service_client::StateServiceClient;
+use portway::transcode::framing::{Decoder, FLAG_END_STREAM, encode};
+use prost::Message as _;
+use serde_json::Value as Json;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tonic::transport::Channel;
+
+pub type Grpc = StateServiceClient<Channel>;
+
+/// A tonic client on a fresh connection.
+pub async fn grpc(url: &str) -> Grpc {
+    let channel =
+        tonic::transport::Endpoint::from_shared(url.to_string()).expect("url").connect().await.expect("connect");
+    StateServiceClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+/// The typed detail of `T` in a status, if present.
+pub fn detail<T: prost::Message + Default>(status: &tonic::Status, name: &str) -> Option<T> {
+    let rpc = portway::pb::google::rpc::Status::decode(status.details()).ok()?;
+    rpc.details
+        .iter()
+        .find(|d| d.type_url == format!("type.googleapis.com/portway.state.v1.{name}"))
+        .and_then(|d| T::decode(d.value.as_ref()).ok())
+}
+
+/// The typed detail of `T` in a Connect error body (`details[].value`, base64).
+pub fn json_detail<T: prost::Message + Default>(error: &Json, name: &str) -> Option<T> {
+    let d = error["details"].as_array()?.iter().find(|d| d["type"] == format!("portway.state.v1.{name}"))?;
+    let raw = d["value"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
+    T::decode(bytes.as_slice()).ok()
+}
+
+/// A Put request.
+pub fn put(key: &str, value: impl Into<pbjson_types::Value>) -> api::PutRequest {
+    api::PutRequest { key: key.into(), value: Some(value.into()), ..Default::default() }
+}
+
+/// A prefix watch from `start`.
+pub fn watch_prefix(prefix: &str, start: i64) -> api::WatchRequest {
+    api::WatchRequest { key: prefix.into(), prefix: true, start_revision: start, prev_entry: false }
+}
+
+/// Connect (JSON over HTTP/1.1) to `base`.
+#[derive(Clone)]
+pub struct Connect {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// One item of a Connect stream.
+#[derive(Debug)]
+pub enum Item {
+    /// A message.
+    Message(Json),
+    /// The end-of-stream envelope (`{"error": ...}` or `{}`).
+    End(Json),
+}
+
+/// A Connect streaming response being read.
+pub struct ConnectStream {
+    body: hyper::body::Incoming,
+    decoder: Decoder,
+    ended: bool,
+}
+
+impl ConnectStream {
+    /// The next message or the end; `None` after the end.
+    pub async fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(env) = self.decoder.next_envelope().expect("valid envelope") {
+                let json: Json = serde_json::from_slice(&env.payload).expect("json envelope");
+                if env.flags & FLAG_END_STREAM != 0 {
+                    self.ended = true;
+                    return Some(Item::End(json));
+                }
+                return Some(Item::Message(json));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.push(&data);
+                    }
+                }
+                Some(Err(e)) => panic!("connect stream failed: {e}"),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next message; panics on the end.
+    pub async fn message(&mut self) -> Json {
+        match self.next().await {
+            Some(Item::Message(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+impl Connect {
+    pub fn new(base: &str) -> Self {
+        Self { base: base.to_string(), client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    /// A unary call: the HTTP status and the JSON body.
+    pub async fn unary(&self, method: &str, body: Json) -> (u16, Json) {
+        let req = http::Request::post(format!("{}/portway.state.v1.StateService/{method}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&body).expect("json"))))
+            .expect("request");
+        let resp = self.client.request(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("json body: {bytes:?}")))
+    }
+
+    /// A streaming call sending `messages` (then closing).
+    pub async fn stream(&self, method: &str, messages: &[Json]) -> ConnectStream {
+        let mut body = Vec::new();
+        for m in messages {
+            body.extend_from_slice(&encode(0, &serde_json::to_vec(m).expect("json")));
+        }
+        let req = http::Request::post(format!("{}/portway.state.v1.StateService/{method}", self.base))
+            .header("content-type", "application/connect+json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let resp = self.client.request(req).await.expect("response");
+        assert_eq!(resp.status(), 200, "connect streams answer 200");
+        ConnectStream { body: resp.into_body(), decoder: Decoder::new(64 << 20), ended: false }
+    }
+}
+
+/// A `portway` process on `127.0.0.1:<ephemeral>`, killed (SIGKILL) on drop.
+pub struct Child {
+    pub process: tokio::process::Child,
+    pub url: String,
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Child {
+    /// Starts the binary with `args` and waits for its "portway listening" log line (the
+    /// address it bound; `--listen 127.0.0.1:0` picks a free port).
+    pub async fn start(args: &[&str]) -> Self {
+        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_portway"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            // tracing-subscriber's fmt layer logs to stdout.
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn portway");
+        let stdout = process.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let find = async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                let line = strip_ansi(&line);
+                if line.contains("portway listening")
+                    && let Some(rest) = line.split("address=").nth(1)
+                {
+                    return rest.split_whitespace().next().map(str::to_string);
+                }
+            }
+            None
+        };
+        let addr = tokio::time::timeout(Duration::from_secs(60), find)
+            .await
+            .expect("portway started within 60 s")
+            .expect("portway printed its address");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { process, url: format!("http://{addr}") }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill9(mut self) {
+        self.process.kill().await.expect("kill -9");
+    }
+}

@@ -1,0 +1,16 @@
+//! The state store (`portway.state.v1.StateService`) through a real gateway on a real
+//! socket: native gRPC (tonic) and Connect JSON (HTTP/1.1), and a real `portway` process
+//! killed with SIGKILL.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use portway::pb::portway::state::v1 as api;
+
+mod client;
+mod crash;
+mod errors;
+mod model;
+mod semantics;
+mod sync;
+mod watch;

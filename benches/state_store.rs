@@ -238,8 +238,24 @@ async fn main() {
     );
     println!();
 
+    // Baseline: the cheapest gRPC call there is (health check), to show the transport's cost.
+    let health = {
+        use portway::pb::grpc::health::v1::HealthCheckRequest;
+        use portway::pb::grpc::health::v1::health_client::HealthClient;
+        let chans = channels(server.addr, 1).await;
+        measure(16, secs, move |_, _| {
+            let mut client = HealthClient::new(chans[0].clone());
+            async move {
+                client.check(HealthCheckRequest { service: String::new() }).await.expect("check");
+            }
+        })
+        .await
+    };
+    report("baseline: Health/Check via gRPC, concurrency 16", &health);
+
     // Reads of existing keys (written above).
     let keys = Arc::new((0..1000u64).map(|i| format!("w1/0/{i}")).collect::<Vec<_>>());
+    let mut get16 = 0.0;
     for c in [1usize, 16, 64] {
         let chans = channels(server.addr, c.div_ceil(64).max(1)).await;
         let keys = keys.clone();
@@ -252,7 +268,11 @@ async fn main() {
         })
         .await;
         report(&format!("Get via gRPC, concurrency {c}"), &r);
+        if c == 16 {
+            get16 = r.per_sec();
+        }
     }
+    println!("  Get / Health/Check at concurrency 16 = {:.2}", get16 / health.per_sec());
     {
         let store = server.store.clone();
         let keys = keys.clone();

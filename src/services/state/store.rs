@@ -109,6 +109,7 @@ impl Store {
         let state = State::from_snapshot(snapshot).map_err(OpenError::Inconsistent)?;
         tracing::info!(
             storage = ?options.storage,
+            data_dir = %options.data_dir.display(),
             revision = state.revision(),
             keys = state.len(),
             "state store open"

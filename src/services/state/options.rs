@@ -19,7 +19,9 @@ pub enum StorageKind {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StateOptions {
-    /// Durable (redb) or memory. Default: [`StorageKind::Durable`].
+    /// Durable (redb) or memory. Default: [`StorageKind::Memory`], so that a program embedding
+    /// the library never writes files it did not ask for; the `portway` binary defaults to
+    /// durable (`--storage durable`).
     pub storage: StorageKind,
     /// The directory of the durable store (created if missing; the database is
     /// `state.redb` inside). Default: `./portway-data`.
@@ -60,7 +62,7 @@ pub struct StateOptions {
 impl Default for StateOptions {
     fn default() -> Self {
         Self {
-            storage: StorageKind::Durable,
+            storage: StorageKind::Memory,
             data_dir: PathBuf::from("portway-data"),
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
@@ -81,7 +83,7 @@ impl Default for StateOptions {
 impl StateOptions {
     /// Options for an ephemeral in-memory store (tests, scratch use).
     pub fn memory() -> Self {
-        Self { storage: StorageKind::Memory, ..Self::default() }
+        Self::default()
     }
 
     /// Options for a durable store in `dir`.

@@ -164,11 +164,7 @@ impl CallTask {
                 }
                 Step::Event(CallEvent::Message(bin)) => {
                     self.ctl.server_credit.fetch_sub(1, Ordering::AcqRel);
-                    let frame = match self.method.response().binary_to_json(&bin) {
-                        Ok(json) => frames::message(id, &json).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.0),
-                    };
-                    let frame = match frame {
+                    let frame = match frames::message(id, self.method.response(), &bin) {
                         Ok(frame) => frame,
                         Err(error) => {
                             tracing::error!(method = self.method.path(), %error, "service sent an undecodable response");

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::fmt::Write as _;
 
 use http::HeaderMap;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -12,7 +11,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::transcode::codec::json_size_hint;
 use crate::transcode::status::ErrorBody;
+use crate::transcode::{CodecError, MessageCodec};
 
 /// The subprotocol this module speaks.
 pub const SUBPROTOCOL: &str = "portway.v1.json";
@@ -71,6 +72,30 @@ pub struct ClientFrame<'a> {
     /// `ping`: anything, echoed in the pong.
     #[serde(default, borrow)]
     pub data: Option<&'a RawValue>,
+}
+
+/// The hot path: a `message` frame in the canonical shape every client library writes,
+/// `{"type":"message","id":<id>,"message":<value>}`, split without scanning the message.
+///
+/// Only this exact byte prefix is accepted, so the frame is valid exactly when `<value>` is
+/// one JSON value, which the method's codec checks as it parses it. Anything else (other
+/// field orders, whitespace, `"end"`, a value the codec rejects) takes the general path,
+/// which parses the frame as a whole and reports errors precisely. Hand-written because a
+/// general parser must scan the whole message once to find its end, then the codec parses
+/// it again: for a message of numbers the scan costs a sixth of the codec's parse.
+pub fn canonical_message(text: &str) -> Option<(u64, &str)> {
+    let rest = text.strip_prefix(r#"{"type":"message","id":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    // JSON numbers have no leading zeros.
+    if digits == 0 || digits > 16 || (digits > 1 && rest.starts_with('0')) {
+        return None;
+    }
+    let id: u64 = rest[..digits].parse().ok().filter(|id| *id <= MAX_ID)?;
+    let value = rest[digits..].strip_prefix(r#","message":"#)?.strip_suffix('}')?;
+    match value.as_bytes().first() {
+        Some(b) if !b.is_ascii_whitespace() => Some((id, value)),
+        _ => None,
+    }
 }
 
 /// The id of a frame that failed to parse as a whole, if it has a readable one.
@@ -193,15 +218,16 @@ pub fn headers(id: u64, metadata: &HeaderMap) -> String {
     to_text(&F { kind: "headers", id, metadata: MetadataOut(metadata) })
 }
 
-/// `{"type":"message","id":1,"message":<json>}`, with `json` (the codec's output, valid
-/// JSON) spliced in rather than parsed and written again.
-pub fn message(id: u64, json: &[u8]) -> Result<String, std::str::Utf8Error> {
-    let json = std::str::from_utf8(json)?;
-    let mut out = String::with_capacity(json.len() + 48);
-    let _ = write!(out, r#"{{"type":"message","id":{id},"message":"#);
-    out.push_str(json);
-    out.push('}');
-    Ok(out)
+/// `{"type":"message","id":1,"message":<json>}`, the codec writing the message's JSON
+/// straight into the frame.
+pub fn message(id: u64, codec: &dyn MessageCodec, binary: &[u8]) -> Result<String, CodecError> {
+    let mut out = Vec::with_capacity(json_size_hint(binary.len()) + 48);
+    out.extend_from_slice(br#"{"type":"message","id":"#);
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(br#","message":"#);
+    codec.binary_to_json_into(binary, &mut out)?;
+    out.push(b'}');
+    String::from_utf8(out).map_err(|e| CodecError(format!("{} produced invalid UTF-8: {e}", codec.type_name())))
 }
 
 /// `{"type":"status","id":1,"code":"ok",...,"trailers":{...}}`: the end of a call.
@@ -309,8 +335,42 @@ mod tests {
     }
 
     #[test]
+    fn splits_canonical_message_frames() {
+        let ok = r#"{"type":"message","id":42,"message":{"values":[1,2]}}"#;
+        assert_eq!(canonical_message(ok), Some((42, r#"{"values":[1,2]}"#)));
+        assert_eq!(canonical_message(r#"{"type":"message","id":0,"message":{}}"#), Some((0, "{}")));
+        for other in [
+            r#"{"type":"message","id":01,"message":{}}"#,
+            r#"{"type":"message","id":-1,"message":{}}"#,
+            r#"{"type":"message","id":9007199254740992,"message":{}}"#,
+            r#"{"type":"message","id":1,"message": {}}"#,
+            r#"{"type":"message","id":1,"message":}"#,
+            r#"{"type":"message", "id":1,"message":{}}"#,
+            r#"{"id":1,"type":"message","message":{}}"#,
+            r#"{"type":"open","id":1,"message":{}}"#,
+        ] {
+            assert_eq!(canonical_message(other), None, "{other}");
+        }
+        // What is split off may be more (or less) than one JSON value; the codec's parse
+        // rejects it, and the frame then takes the general path.
+        let codec = crate::transcode::codec::<crate::pb::grpc::testing::Empty>("grpc.testing.Empty");
+        for (frame, value) in [
+            (r#"{"type":"message","id":1,"message":{},"end":true}"#, r#"{},"end":true"#),
+            (r#"{"type":"message","id":1,"message":{}"#, "{"),
+            (r#"{"type":"message","id":1,"message":{}}}"#, "{}}"),
+        ] {
+            assert_eq!(canonical_message(frame), Some((1, value)));
+            assert!(codec.json_to_binary(value.as_bytes()).is_err(), "{value}");
+        }
+    }
+
+    #[test]
     fn writes_frames() {
-        assert_eq!(message(5, br#"{"a":1}"#).unwrap(), r#"{"type":"message","id":5,"message":{"a":1}}"#);
+        let codec = crate::transcode::codec::<crate::pb::grpc::testing::SimpleResponse>("grpc.testing.SimpleResponse");
+        let reply = crate::pb::grpc::testing::SimpleResponse { server_id: "s".into(), ..Default::default() };
+        let binary = prost::Message::encode_to_vec(&reply);
+        assert_eq!(message(5, &*codec, &binary).unwrap(), r#"{"type":"message","id":5,"message":{"serverId":"s"}}"#);
+        assert!(message(5, &*codec, &[0xff]).is_err());
         assert_eq!(credit(2, 8), r#"{"type":"credit","id":2,"credit":8}"#);
         let mut trailers = tonic::metadata::MetadataMap::new();
         trailers.insert("t", "v".parse().unwrap());

@@ -265,6 +265,15 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {
+        // The hot path: a message frame in canonical shape, for an open call, that its
+        // codec accepts. Anything else takes the general path below, which decides.
+        if let Some((id, json)) = frames::canonical_message(text)
+            && let Some(handle) = self.handles.get(&id)
+            && json.len() <= self.ctx.limits.max_message_bytes
+            && let Ok(binary) = handle.method.request().json_to_binary(json.as_bytes())
+        {
+            return self.deliver(id, Bytes::from(binary), false);
+        }
         let frame: ClientFrame<'_> = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
@@ -396,12 +405,24 @@ impl Session {
     }
 
     async fn message(&mut self, id: u64, frame: ClientFrame<'_>) -> Flow {
-        let Some(handle) = self.handles.get_mut(&id) else {
+        let Some(handle) = self.handles.get(&id) else {
             return self.not_open(id, "message").await;
         };
         let Some(raw) = frame.message else {
             return self.error_flow(Some(id), Reason::MalformedFrame, "a message frame needs a \"message\"").await;
         };
+        match to_binary(&handle.method, raw.get(), self.ctx.limits.max_message_bytes) {
+            Ok(binary) => self.deliver(id, binary, frame.end),
+            Err(status) => {
+                self.stop(id, status);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Hands one request message (and maybe the half-close) to open call `id`.
+    fn deliver(&mut self, id: u64, binary: Bytes, end: bool) -> Flow {
+        let Some(handle) = self.handles.get_mut(&id) else { return Flow::Continue };
         if handle.half_closed {
             self.stop(id, Status::invalid_argument("message after half-close"));
             return Flow::Continue;
@@ -409,16 +430,6 @@ impl Session {
         if !handle.ctl.take_client() {
             self.stop(id, Status::resource_exhausted("flow control: message sent without credit"));
             return Flow::Continue;
-        }
-        let binary = match to_binary(&handle.method, raw.get(), self.ctx.limits.max_message_bytes) {
-            Ok(b) => b,
-            Err(status) => {
-                self.stop(id, status);
-                return Flow::Continue;
-            }
-        };
-        if frame.end {
-            handle.half_closed = true;
         }
         match handle.inbound.try_send(Inbound::Message(binary)) {
             Ok(()) => {}
@@ -429,7 +440,8 @@ impl Session {
             // The call ended; its status is on the way.
             Err(mpsc::error::TrySendError::Closed(_)) => return Flow::Continue,
         }
-        if frame.end {
+        if end {
+            handle.half_closed = true;
             let _ = handle.inbound.try_send(Inbound::HalfClose);
         }
         Flow::Continue

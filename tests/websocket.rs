@@ -786,13 +786,13 @@ async fn heartbeats_and_pings() {
 #[tokio::test]
 async fn a_silent_peer_is_closed_and_a_live_one_is_not() {
     let server = common::start_interop(config(|c| {
-        c.websocket.heartbeat_interval = Duration::from_millis(40);
-        c.websocket.idle_timeout = Duration::from_millis(300);
+        c.websocket.heartbeat_interval = Duration::from_millis(100);
+        c.websocket.idle_timeout = Duration::from_millis(1000);
     }))
     .await;
-    // A live client answers pings as it reads: still open after many idle timeouts.
+    // A live client answers pings as it reads: still open after several idle timeouts.
     let mut live = connect(&server).await;
-    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
     while tokio::time::Instant::now() < until {
         let _ = live.next_raw().await.expect("open");
     }
@@ -814,6 +814,30 @@ async fn a_silent_peer_is_closed_and_a_live_one_is_not() {
     assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 4000);
     assert!(String::from_utf8_lossy(&close.1[2..]).contains("idle"));
     assert!(frames.iter().any(|(op, _)| *op == 0x9), "pings were sent");
+}
+
+#[tokio::test]
+async fn broken_websocket_frames_close_with_the_right_code() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = common::start_interop(Config::default()).await;
+    // Invalid UTF-8 in a text frame: 1007.
+    let mut tcp = raw_handshake(server.addr).await;
+    let mask = [1u8, 2, 3, 4];
+    let payload = [0xffu8, 0xfe, 0x41];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&frame).await.unwrap();
+    let frames = raw_read_all(&mut tcp).await;
+    let close = frames.iter().find(|(op, _)| *op == 0x8).expect("a close frame");
+    assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 1007);
+    // An unmasked client frame is a protocol violation: 1002.
+    let mut tcp = raw_handshake(server.addr).await;
+    tcp.write_all(&[0x81, 0x02, b'{', b'}']).await.unwrap();
+    let frames = raw_read_all(&mut tcp).await;
+    let close = frames.iter().find(|(op, _)| *op == 0x8).expect("a close frame");
+    assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 1002);
+    settled(&server.metrics).await;
 }
 
 /// An HTTP/1.1 WebSocket handshake by hand; returns the socket after the 101.

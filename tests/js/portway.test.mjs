@@ -21,7 +21,8 @@ function client(options = {}, url = gw.url) {
 }
 
 before(async () => {
-  gw = await startGateway(["--ws-initial-credit", "4", "--ws-heartbeat-ms", "100"]);
+  // Heartbeats every 500 ms: the client takes the server for gone after 1.25 s of silence.
+  gw = await startGateway(["--ws-initial-credit", "4", "--ws-heartbeat-ms", "500"]);
 });
 
 after(() => {

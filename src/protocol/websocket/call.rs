@@ -124,7 +124,11 @@ impl CallTask {
         loop {
             let has_credit = self.ctl.server_credit.load(Ordering::Acquire) > 0;
             // The branches only decide; the work happens below, once every borrow is over.
+            // A stop comes first: when the session stops a call it also drops the call's
+            // queue, which must not be mistaken for a half-close (the handler would then
+            // finish, and report OK instead of the session's status).
             let step = tokio::select! {
+                biased;
                 stopped = &mut self.stop => Step::Stop(stopped.ok()),
                 started = &mut start, if running.is_none() => Step::Started(started),
                 event = next_event(&mut running), if running.is_some() && has_credit => Step::Event(event),

@@ -52,9 +52,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(WELL_KNOWN, "::pbjson_types")
         .ignore_unknown_fields()
         .build(&prefixes)?;
+    fast_numbers(&packages, &out_dir)?;
 
     std::fs::write(out_dir.join("pb.rs"), module_tree(&packages, &out_dir))?;
     std::fs::write(out_dir.join("method_table.rs"), method_table(&fds)?)?;
+    Ok(())
+}
+
+/// Points the generated JSON impls at `crate::transcode::number::NumberDeserialize`, a
+/// drop-in for pbjson's own reader of numeric fields, which builds an error per JSON number
+/// (see that module): for messages of numbers (embeddings) it dominated the cost of JSON.
+fn fast_numbers(packages: &BTreeSet<String>, out_dir: &Path) -> std::io::Result<()> {
+    for pkg in packages {
+        let path = out_dir.join(format!("{pkg}.serde.rs"));
+        if let Ok(code) = std::fs::read_to_string(&path) {
+            let code =
+                code.replace("::pbjson::private::NumberDeserialize", "crate::transcode::number::NumberDeserialize");
+            std::fs::write(&path, code)?;
+        }
+    }
     Ok(())
 }
 

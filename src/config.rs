@@ -25,6 +25,8 @@ pub struct Config {
     /// The directory of static files served at `/`. Default: `None` (no static files;
     /// `/healthz` and `/metrics` are still served).
     pub web_root: Option<PathBuf>,
+    /// The multiplexed JSON-over-WebSocket protocol (`docs/websocket-protocol.md`).
+    pub websocket: WebSocketConfig,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             http: HttpConfig::default(),
             web_root: None,
+            websocket: WebSocketConfig::default(),
         }
     }
 }
@@ -109,6 +112,65 @@ impl Default for HttpConfig {
             max_header_list_bytes: 16 * 1024,
             http1_header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Limits and timers of the WebSocket protocol (`portway.v1.json`, see
+/// `docs/websocket-protocol.md`). Every limit answers a misbehaving or dead client with a
+/// clear error instead of unbounded memory or a hung socket.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebSocketConfig {
+    /// The one path that accepts WebSocket upgrades; an upgrade to any other path is
+    /// answered 404. Default: `/ws`.
+    pub path: String,
+    /// The largest message (its JSON text) a client may send in one frame; a larger one
+    /// ends its call with `resource_exhausted`, the socket stays open. `None`: the gateway's
+    /// [`Config::max_message_bytes`]. Default: `None`.
+    pub max_message_bytes: Option<usize>,
+    /// The largest WebSocket frame read at all. A frame beyond it cannot be skipped, so the
+    /// socket is closed with code 1009. `None`: twice the message limit plus 64 KiB, so a
+    /// message somewhat over its limit still gets a per-call error. Default: `None`.
+    pub max_frame_bytes: Option<usize>,
+    /// Calls open at once on one socket; an `open` beyond it is refused with
+    /// `resource_exhausted`. Default: 100.
+    pub max_calls_per_socket: usize,
+    /// Open sockets in total; upgrades beyond it are answered HTTP 503 before the
+    /// handshake. Default: 10,000.
+    pub max_sockets: usize,
+    /// How often the server sends a `heartbeat` frame and a WebSocket ping, so that both
+    /// ends can tell a live peer from a dead one. Default: 30 s.
+    pub heartbeat_interval: Duration,
+    /// A socket from which nothing (no frame, no pong) has arrived for this long is
+    /// closed with code 4000; so is one that cannot be written for this long. Browsers
+    /// answer the server's pings on their own, so a live page is never idle. Keep it
+    /// above `heartbeat_interval`. Default: 75 s.
+    pub idle_timeout: Duration,
+    /// Flow control: the messages each side may send on a call before the other grants
+    /// more (the client may choose its own in the `open` frame). Minimum 1. Default: 16.
+    pub initial_credit: u32,
+    /// The WebSocket read buffer, allocated for every socket: small keeps idle sockets
+    /// cheap (tungstenite's own default is 128 KiB). Default: 8 KiB.
+    pub read_buffer_bytes: usize,
+    /// Frames are written to the socket once this many bytes are buffered, or when no
+    /// more frames are waiting. Default: 8 KiB.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            path: "/ws".to_string(),
+            max_message_bytes: None,
+            max_frame_bytes: None,
+            max_calls_per_socket: 100,
+            max_sockets: 10_000,
+            heartbeat_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            initial_credit: 16,
+            read_buffer_bytes: 8 * 1024,
+            write_buffer_bytes: 8 * 1024,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::config::{AllowedOrigins, Config};
 use crate::metrics::Metrics;
 use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
-use crate::protocol::{Protocol, classify, connect, web};
+use crate::protocol::{Protocol, classify, connect, web, websocket};
 use crate::transcode::{GrpcStack, MethodTable};
 
 /// What every adapter shares: the stack, the method table, the config and the counters.
@@ -99,9 +99,7 @@ impl Gateway {
                 let Ok(resp) = self.grpc_web.oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
             }
-            Protocol::WebSocket => {
-                plain(StatusCode::NOT_IMPLEMENTED, "WebSocket calls are not available on this server yet\n")
-            }
+            Protocol::WebSocket => websocket::upgrade(self.shared, req).await,
             Protocol::ConnectUnary(encoding) => connect::unary(self.shared, req, encoding).await,
             Protocol::ConnectStream(encoding) => connect::stream(self.shared, req, encoding).await,
             Protocol::ConnectGet => connect::get(self.shared, req).await,

@@ -1,15 +1,16 @@
 //! # portway
 //!
 //! One port, every client: portway serves one tonic service stack to native gRPC clients,
-//! browsers (gRPC-Web, and later a multiplexed JSON-over-WebSocket protocol) and `curl`
-//! (the Connect protocol: JSON or binary over plain HTTP).
+//! browsers (gRPC-Web, and a multiplexed JSON-over-WebSocket protocol that carries every RPC
+//! kind, bidi streaming included) and `curl` (the Connect protocol: JSON or binary over plain
+//! HTTP).
 //!
 //! ## Architecture
 //!
 //! ```text
 //! TcpListener ─► hyper-util auto builder (HTTP/1.1 + HTTP/2, upgrades, extended CONNECT)
 //!                 └► Gateway: CORS ─► classify(&request) ─► one adapter per protocol
-//!                       grpc (as is) │ grpc-web (tonic-web) │ connect (JSON ⇄ gRPC, in-process) │ web
+//!     grpc (as is) │ grpc-web (tonic-web) │ websocket (JSON frames ⇄ gRPC, muxed) │ connect │ web
 //!                                   └──────────────┬──────────────┘
 //!                         ONE service stack (deadline layer + your layers + Routes)
 //! ```

@@ -60,6 +60,9 @@ struct Args {
 
     #[command(flatten)]
     state: StateArgs,
+
+    #[command(flatten)]
+    ws: WsArgs,
 }
 
 /// The state store (`portway.state.v1.StateService`). Defaults: see `StateOptions`.
@@ -143,6 +146,54 @@ impl StateArgs {
     }
 }
 
+/// The WebSocket protocol's limits (docs/websocket-protocol.md).
+#[derive(Debug, clap::Args)]
+struct WsArgs {
+    /// The path that accepts WebSocket upgrades.
+    #[arg(long = "ws-path", env = "PORTWAY_WS_PATH", default_value = "/ws")]
+    ws_path: String,
+
+    /// Largest message (JSON text) a WebSocket client may send. Unset: --max-message-bytes.
+    #[arg(long = "ws-max-message-bytes", env = "PORTWAY_WS_MAX_MESSAGE_BYTES")]
+    ws_max_message_bytes: Option<usize>,
+
+    /// Largest WebSocket frame read at all; a larger one closes the socket (1009).
+    /// Unset: twice the message limit plus 64 KiB.
+    #[arg(long = "ws-max-frame-bytes", env = "PORTWAY_WS_MAX_FRAME_BYTES")]
+    ws_max_frame_bytes: Option<usize>,
+
+    /// Calls open at once on one WebSocket.
+    #[arg(long = "ws-max-calls", env = "PORTWAY_WS_MAX_CALLS", default_value_t = 100)]
+    ws_max_calls: usize,
+
+    /// WebSockets open in total; upgrades beyond it get HTTP 503.
+    #[arg(long = "ws-max-sockets", env = "PORTWAY_WS_MAX_SOCKETS", default_value_t = 10_000)]
+    ws_max_sockets: usize,
+
+    /// Interval of heartbeat frames and pings, in milliseconds.
+    #[arg(long = "ws-heartbeat-ms", env = "PORTWAY_WS_HEARTBEAT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    ws_heartbeat_ms: u64,
+
+    /// Close a WebSocket from which nothing arrived for this long, in milliseconds.
+    #[arg(long = "ws-idle-timeout-ms", env = "PORTWAY_WS_IDLE_TIMEOUT_MS", default_value_t = 75_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    ws_idle_timeout_ms: u64,
+
+    /// Messages each side may send per call before the other grants more.
+    #[arg(long = "ws-initial-credit", env = "PORTWAY_WS_INITIAL_CREDIT", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    ws_initial_credit: u32,
+
+    /// WebSocket read buffer per socket, in bytes.
+    #[arg(long = "ws-read-buffer-bytes", env = "PORTWAY_WS_READ_BUFFER_BYTES", default_value_t = 8 * 1024)]
+    ws_read_buffer_bytes: usize,
+
+    /// Bytes buffered before a WebSocket write (frames are also written when none wait).
+    #[arg(long = "ws-write-buffer-bytes", env = "PORTWAY_WS_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
+    ws_write_buffer_bytes: usize,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -157,6 +208,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.max_call_timeout = args.max_call_timeout_ms.map(Duration::from_millis);
     config.http.max_connections = args.max_connections;
     config.http.http2_max_concurrent_streams = args.max_concurrent_streams;
+    let ws = &mut config.websocket;
+    ws.path = args.ws.ws_path;
+    ws.max_message_bytes = args.ws.ws_max_message_bytes;
+    ws.max_frame_bytes = args.ws.ws_max_frame_bytes;
+    ws.max_calls_per_socket = args.ws.ws_max_calls;
+    ws.max_sockets = args.ws.ws_max_sockets;
+    ws.heartbeat_interval = Duration::from_millis(args.ws.ws_heartbeat_ms);
+    ws.idle_timeout = Duration::from_millis(args.ws.ws_idle_timeout_ms);
+    ws.initial_credit = args.ws.ws_initial_credit;
+    ws.read_buffer_bytes = args.ws.ws_read_buffer_bytes;
+    ws.write_buffer_bytes = args.ws.ws_write_buffer_bytes;
     if !args.cors_origins.is_empty() {
         let origins = args.cors_origins.iter().map(|o| HeaderValue::from_str(o)).collect::<Result<Vec<_>, _>>()?;
         config.cors.allowed_origins = AllowedOrigins::List(origins);

@@ -21,6 +21,9 @@ pub struct Metrics {
     pub websockets_open: AtomicU64,
     /// Calls in flight on WebSocket sockets.
     pub websocket_calls_open: AtomicU64,
+    /// Live tasks of WebSocket sessions (a reader and a writer per socket, one per call):
+    /// returns to zero when every socket is closed, or something leaks.
+    pub websocket_tasks: AtomicU64,
 }
 
 fn index(p: Protocol) -> usize {
@@ -97,6 +100,12 @@ impl Metrics {
             "portway_websocket_calls_open",
             "Calls in flight on WebSocket sockets.",
             self.websocket_calls_open.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "portway_websocket_tasks",
+            "Live tasks of WebSocket sessions.",
+            self.websocket_tasks.load(Ordering::Relaxed),
         );
         out
     }

@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod web;
+pub mod websocket;
 
 use http::{Method, Request, header};
 

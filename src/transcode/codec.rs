@@ -35,6 +35,20 @@ pub trait MessageCodec: Send + Sync + 'static {
     fn json_to_binary(&self, json: &[u8]) -> Result<Vec<u8>, CodecError>;
     /// Decodes binary protobuf and returns canonical JSON (lowerCamelCase field names).
     fn binary_to_json(&self, binary: &[u8]) -> Result<Vec<u8>, CodecError>;
+    /// Like [`binary_to_json`](Self::binary_to_json), but appends the JSON to `out`, so an
+    /// adapter can write a message straight into its own frame instead of copying it there
+    /// (the WebSocket adapter does). On error, `out` may hold a partial message.
+    fn binary_to_json_into(&self, binary: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(&self.binary_to_json(binary)?);
+        Ok(())
+    }
+}
+
+/// A first guess at the JSON size of a binary message, so the output buffer rarely grows
+/// (each growth copies what was written so far): numbers take about three times their
+/// binary size as text, bytes four thirds (base64).
+pub fn json_size_hint(binary_len: usize) -> usize {
+    binary_len.saturating_mul(3).saturating_add(32)
 }
 
 /// A [`MessageCodec`] built on a prost type and its pbjson-generated serde impls.
@@ -69,9 +83,16 @@ where
     }
 
     fn binary_to_json(&self, binary: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(json_size_hint(binary.len()));
+        self.binary_to_json_into(binary, &mut out)?;
+        Ok(out)
+    }
+
+    fn binary_to_json_into(&self, binary: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         let message =
             T::decode(binary).map_err(|e| CodecError(format!("invalid protobuf for {}: {e}", self.type_name)))?;
-        serde_json::to_vec(&message).map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.type_name)))
+        serde_json::to_writer(out, &message)
+            .map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.type_name)))
     }
 }
 

@@ -5,6 +5,7 @@ pub mod call;
 pub mod codec;
 pub mod framing;
 pub mod method;
+pub mod number;
 pub mod status;
 
 pub use call::{Call, CallEvent, CallSetup, GrpcStack, RequestMessages};

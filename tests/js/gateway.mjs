@@ -8,10 +8,10 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** Starts `portway --interop --listen 127.0.0.1:0 ...args`; resolves once it listens. */
+/** Starts `portway --interop --storage memory --listen 127.0.0.1:0 ...args`; resolves once it listens. */
 export async function startGateway(args = []) {
   const bin = process.env.PORTWAY_BIN ?? path.join(root, "target/debug/portway");
-  const child = spawn(bin, ["--interop", "--listen", "127.0.0.1:0", ...args], {
+  const child = spawn(bin, ["--interop", "--storage", "memory", "--listen", "127.0.0.1:0", ...args], {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info,h2=warn,hyper=warn" },
     stdio: ["ignore", "pipe", "pipe"],
   });

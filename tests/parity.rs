@@ -1,7 +1,8 @@
 //! Parity: the same calls through every protocol give the same response messages, the same
 //! metadata and the same status codes.
 //!
-//! Each protocol is a [`ProtocolClient`]; a new protocol joins the comparison with one more
+//! Each protocol is a [`ProtocolClient`] (native gRPC, gRPC-Web binary and text, Connect JSON
+//! and proto, WebSocket JSON); a new protocol joins the comparison with one more
 //! implementation in [`clients`].
 
 mod common;
@@ -371,6 +372,102 @@ impl ProtocolClient for Connect {
 }
 
 // --------------------------------------------------------------------------------------
+// WebSocket JSON (`portway.v1.json`): one socket per call here, a whole unary call in one
+// `open` frame; the frames are read until the call's `status`.
+
+struct WebSocket {
+    addr: std::net::SocketAddr,
+}
+
+fn first_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_str()).map(str::to_string),
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl ProtocolClient for WebSocket {
+    fn name(&self) -> &'static str {
+        "websocket"
+    }
+
+    fn unary<'a>(
+        &'a self,
+        rpc: &'a Rpc,
+        metadata: &'a [(&'a str, &'a str)],
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Outcome> {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message as WsMessage;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        Box::pin(async move {
+            let mut req = format!("ws://{}/ws", self.addr).into_client_request().expect("request");
+            req.headers_mut().insert("sec-websocket-protocol", "portway.v1.json".parse().expect("header"));
+            let (mut socket, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connect");
+            let metadata: serde_json::Map<String, serde_json::Value> =
+                metadata.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+            let mut open = serde_json::json!({
+                "type": "open",
+                "id": 1,
+                "method": rpc.path,
+                "metadata": metadata,
+                "message": serde_json::from_str::<serde_json::Value>(&rpc.json).expect("request JSON"),
+                "end": true,
+            });
+            if let Some(t) = timeout {
+                open["timeoutMs"] = serde_json::Value::from(u64::try_from(t.as_millis()).expect("timeout"));
+            }
+            socket.send(WsMessage::text(open.to_string())).await.expect("send open");
+            let mut outcome = Outcome {
+                code: -1,
+                message: String::new(),
+                response: None,
+                headers_echo: None,
+                trailers_echo: None,
+                details: Vec::new(),
+            };
+            let mut response = None;
+            while let Some(frame) = socket.next().await {
+                let WsMessage::Text(text) = frame.expect("websocket frame") else { continue };
+                let f: serde_json::Value = serde_json::from_str(&text).expect("frame JSON");
+                match f["type"].as_str().expect("frame type") {
+                    "headers" => outcome.headers_echo = first_string(&f["metadata"][ECHO_INITIAL]),
+                    "message" => {
+                        response = Some((rpc.response_from_json)(f["message"].to_string().as_bytes()));
+                    }
+                    "status" => {
+                        outcome.code = code_from_connect(f["code"].as_str().expect("code"));
+                        outcome.message = f["message"].as_str().unwrap_or_default().to_string();
+                        outcome.trailers_echo = first_string(&f["trailers"][ECHO_TRAILING]).map(|v| bin(&v));
+                        outcome.details = f["details"]
+                            .as_array()
+                            .map(|ds| {
+                                ds.iter()
+                                    .map(|d| {
+                                        (
+                                            d["type"].as_str().expect("type").to_string(),
+                                            bin(d["value"].as_str().expect("value")),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        break;
+                    }
+                    "hello" | "credit" | "heartbeat" => {}
+                    other => panic!("unexpected frame {other}: {text}"),
+                }
+            }
+            if outcome.code == 0 {
+                outcome.response = response;
+            }
+            outcome
+        })
+    }
+}
+
+// --------------------------------------------------------------------------------------
 
 fn clients(server: &common::TestServer) -> Vec<Box<dyn ProtocolClient>> {
     let url = server.url();
@@ -380,6 +477,7 @@ fn clients(server: &common::TestServer) -> Vec<Box<dyn ProtocolClient>> {
         Box::new(Web { url: url.clone(), version: Http::H2, text: true }),
         Box::new(Connect { url: url.clone(), version: Http::H1, json: true }),
         Box::new(Connect { url, version: Http::H2, json: false }),
+        Box::new(WebSocket { addr: server.addr }),
     ]
 }
 

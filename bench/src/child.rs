@@ -1,0 +1,91 @@
+//! Server child processes and what `/proc` says about them.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+use crate::servers::Kind;
+
+/// A running server: the harness re-executed as `serve <kind>`. Dropping it closes the
+/// child's stdin (which makes it exit) and kills it for good measure.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    pid: u32,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+impl Server {
+    /// Starts `kind` pinned to `cpu` (if any) with `threads` runtime workers and waits for
+    /// the port it prints.
+    pub async fn start(kind: Kind, cpu: Option<usize>, threads: usize) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve").arg(kind.to_possible_value_name()).arg("--threads").arg(threads.to_string());
+        if let Some(cpu) = cpu {
+            cmd.arg("--cpu").arg(cpu.to_string());
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        let mut child = cmd.spawn().context("spawning server")?;
+        let pid = child.id().context("server pid")?;
+        let stdin = child.stdin.take().context("server stdin")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("server did not print its port within 30 s")??
+            .context("server exited before printing its port")?;
+        let Some(port) = line.strip_prefix("PORT ").and_then(|p| p.trim().parse::<u16>().ok()) else {
+            bail!("unexpected server output {line:?}");
+        };
+        Ok(Self { kind, addr: SocketAddr::from(([127, 0, 0, 1], port)), pid, _child: child, _stdin: stdin })
+    }
+
+    /// CPU time (user + system) the process has used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        cpu_time(self.pid)
+    }
+
+    /// Resident set size in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+        let kib: u64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
+        Ok(kib * 1024)
+    }
+}
+
+trait PossibleValueName {
+    fn to_possible_value_name(&self) -> String;
+}
+
+impl PossibleValueName for Kind {
+    fn to_possible_value_name(&self) -> String {
+        use clap::ValueEnum as _;
+        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+}
+
+/// utime + stime of `pid` from `/proc/<pid>/stat` (all threads of the process).
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    let ticks = clock_ticks();
+    Ok(Duration::from_secs_f64((utime + stime) as f64 / ticks as f64))
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}

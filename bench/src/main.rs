@@ -1,0 +1,473 @@
+//! portway's benchmark harness: what putting portway in front of a service costs, measured A/B
+//! against a baseline built from crates in the same run (A B A B …) on the same machine.
+//!
+//! Run with: `cargo run --release -p portway-bench -- all` (or a suite name; `--quick` for a
+//! short development run; `--out FILE` to also write the markdown report). See
+//! `docs/benchmarks.md`.
+//!
+//! Every server runs as a child process (`portway-bench serve <kind>`, pinned to its own core)
+//! so that its CPU time (`/proc/<pid>/stat`) and memory are its own. Unary load comes from
+//! h2load, streaming and WebSocket load from small clients in this process, pinned to another
+//! core. Every counted request is checked: h2load's status codes and response byte counts, and
+//! a spot check of each server's answer with a client of our own before it is loaded.
+
+mod calls;
+mod child;
+mod h2load;
+mod idle;
+mod report;
+mod servers;
+mod stream;
+mod ws;
+
+/// connect-rust's generated code for `grpc.testing.TestService` (see `build.rs`).
+mod connect_gen {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+    connectrpc::include_generated!();
+}
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::calls::HttpCall;
+use crate::child::Server;
+use crate::h2load::Shape;
+use crate::report::{IdleRow, Row, Sample, Side, Summary};
+use crate::servers::Kind;
+
+/// portway's benchmarks: A (portway) against B (a baseline) in the same run.
+#[derive(Debug, Parser)]
+#[command(about, after_help = "Internal: `portway-bench serve <KIND> [--cpu N] [--threads N]` runs one server.")]
+struct Args {
+    /// What to run.
+    #[arg(required = true, value_enum)]
+    suites: Vec<Suite>,
+    /// A short development run: one alternation of 1 s samples, 1,000 idle connections.
+    #[arg(long)]
+    quick: bool,
+    /// A/B alternations per row (default 3; 1 with --quick).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Seconds per sample (default 3; 1 with --quick).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Idle HTTP/2 connections for the memory benchmark (default 10,000; 1,000 with --quick).
+    #[arg(long)]
+    idle_connections: Option<usize>,
+    /// Runtime worker threads of each server (default: one per core given to servers).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Do not pin servers and load generators to separate cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Also write the markdown report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// Native gRPC unary: portway vs tonic::transport::Server.
+    GrpcUnary,
+    /// Native gRPC bidirectional streaming: portway vs tonic::transport::Server.
+    GrpcStream,
+    /// gRPC-Web over HTTP/2 and HTTP/1.1: portway vs tonic + tonic-web.
+    GrpcWeb,
+    /// Connect unary, JSON and proto: portway vs connect-rust.
+    Connect,
+    /// JSON over HTTP: portway (Connect JSON) vs an axum + serde_json handler.
+    Json,
+    /// WebSocket echo: the portway slot is pending; tokio-tungstenite echo as the baseline.
+    Websocket,
+    /// Memory per idle HTTP/2 connection: portway vs tonic.
+    IdleMemory,
+    /// Everything above.
+    All,
+}
+
+/// `serve` subcommand arguments (the harness's child processes).
+#[derive(Debug, Parser)]
+struct ServeArgs {
+    #[arg(value_enum)]
+    kind: Kind,
+    #[arg(long)]
+    cpu: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Raises the soft open-file limit to the hard limit (10,000 idle connections need it).
+pub fn raise_nofile() {
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
+
+struct Plan {
+    rounds: u32,
+    duration: Duration,
+    warmup: Duration,
+    idle_connections: usize,
+    idle_rounds: u32,
+    server_cpu: Option<usize>,
+    server_threads: usize,
+    work_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).is_some_and(|a| a == "serve") {
+        let serve = ServeArgs::parse_from(argv.iter().skip(1));
+        return servers::run(serve.kind, serve.cpu, serve.threads);
+    }
+    let args = Args::parse();
+
+    // Pinning: load generators (this process and the h2load children it starts) on the first
+    // core, servers on the last one.
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (client_cpu, server_cpu) = if !args.no_pin && cores.len() >= 2 {
+        (cores.first().map(|c| c.id), cores.last().map(|c| c.id))
+    } else {
+        (None, None)
+    };
+    if let Some(c) = client_cpu {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+    raise_nofile();
+
+    let mut suites: Vec<Suite> = args.suites.clone();
+    if suites.contains(&Suite::All) {
+        suites = vec![
+            Suite::GrpcUnary,
+            Suite::GrpcStream,
+            Suite::GrpcWeb,
+            Suite::Connect,
+            Suite::Json,
+            Suite::Websocket,
+            Suite::IdleMemory,
+        ];
+    }
+    let needs_h2load =
+        suites.iter().any(|s| matches!(s, Suite::GrpcUnary | Suite::GrpcWeb | Suite::Connect | Suite::Json));
+    if needs_h2load && !h2load::available() {
+        bail!("h2load not found: install it (Debian/Ubuntu: apt-get install -y nghttp2-client)");
+    }
+
+    let work_dir = std::env::temp_dir().join(format!("portway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    let plan = Plan {
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        duration: Duration::from_secs(args.duration.unwrap_or(if args.quick { 1 } else { 3 }).max(1)),
+        warmup: Duration::from_secs(1),
+        idle_connections: args.idle_connections.unwrap_or(if args.quick { 1_000 } else { 10_000 }),
+        idle_rounds: if args.quick { 1 } else { 3 },
+        server_cpu,
+        server_threads: args.server_threads.unwrap_or(1),
+        work_dir: work_dir.clone(),
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let machine_before = machine();
+    let load_before = loadavg();
+    let (rows, idle) = rt.block_on(run_suites(&suites, &plan))?;
+    let load_after = loadavg();
+    let _ = std::fs::remove_dir_all(&work_dir);
+
+    let mut md = String::new();
+    let _ = writeln!(md, "### Run\n");
+    let _ = writeln!(md, "- Command: `cargo run --release -p portway-bench -- {}`", argv[1..].join(" "));
+    let _ = writeln!(md, "- {machine_before}");
+    let _ = writeln!(
+        md,
+        "- Pinning: {}; {} server runtime worker thread(s)",
+        match (client_cpu, server_cpu) {
+            (Some(c), Some(s)) => format!("load generators on CPU {c}, servers on CPU {s}"),
+            _ => "none".into(),
+        },
+        plan.server_threads
+    );
+    let _ = writeln!(md, "- Load average (1/5/15 min): {load_before} before, {load_after} after");
+    let _ = writeln!(
+        md,
+        "- {} alternation(s) A B per row, {} s per sample (after a {} s unmeasured warm-up of each); \
+         payload {} bytes each way; figures are medians over the samples",
+        plan.rounds,
+        plan.duration.as_secs(),
+        plan.warmup.as_secs(),
+        calls::PAYLOAD
+    );
+    if !rows.is_empty() {
+        let _ = writeln!(md, "\n### Throughput, latency and server CPU per request\n");
+        md.push_str(&report::table(&rows));
+    }
+    if !idle.is_empty() {
+        let _ = writeln!(md, "\n### Memory per idle HTTP/2 connection\n");
+        md.push_str(&report::idle_table(&idle));
+    }
+    let _ = writeln!(md, "\n### Targets\n");
+    md.push_str(&report::targets(&rows, &idle));
+    println!("{md}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, Vec<IdleRow>)> {
+    let mut rows = Vec::new();
+    let mut idle = Vec::new();
+    let h2 =
+        [Shape::H2 { conns: 1, streams: 1 }, Shape::H2 { conns: 8, streams: 16 }, Shape::H2 { conns: 50, streams: 20 }];
+    let h1 = Shape::H1 { conns: 128 };
+    for suite in suites {
+        eprintln!("== {suite:?}");
+        match suite {
+            Suite::GrpcUnary => {
+                let (a, b) = pair(Kind::Portway, Kind::Tonic, plan).await?;
+                for shape in h2 {
+                    rows.push(unary_row(plan, "grpc-unary", "gRPC unary", &a, &b, calls::grpc(), shape).await);
+                }
+            }
+            Suite::GrpcStream => {
+                let (a, b) = pair(Kind::Portway, Kind::Tonic, plan).await?;
+                for shape in h2 {
+                    let Shape::H2 { conns, streams } = shape else { continue };
+                    let (sa, sb) = ab(plan, &a, &b, |s, d| stream::run(s, conns, streams, d)).await;
+                    rows.push(Row {
+                        suite: "grpc-stream",
+                        path: "gRPC bidi stream (per message)".into(),
+                        shape: shape.label(),
+                        baseline: Kind::Tonic.label(),
+                        a: sa,
+                        b: sb,
+                    });
+                }
+            }
+            Suite::GrpcWeb => {
+                let (a, b) = pair(Kind::Portway, Kind::TonicWeb, plan).await?;
+                for shape in h2.into_iter().chain([h1]) {
+                    rows.push(unary_row(plan, "grpc-web", "gRPC-Web unary", &a, &b, calls::grpc_web(), shape).await);
+                }
+            }
+            Suite::Connect => {
+                let (a, b) = pair(Kind::Portway, Kind::ConnectRust, plan).await?;
+                for shape in h2.into_iter().chain([h1]) {
+                    rows.push(
+                        unary_row(plan, "connect-json", "Connect unary JSON", &a, &b, calls::connect_json(), shape)
+                            .await,
+                    );
+                }
+                for shape in h2.into_iter().chain([h1]) {
+                    rows.push(
+                        unary_row(plan, "connect-proto", "Connect unary proto", &a, &b, calls::connect_proto(), shape)
+                            .await,
+                    );
+                }
+            }
+            Suite::Json => {
+                let (a, b) = pair(Kind::Portway, Kind::AxumJson, plan).await?;
+                for shape in h2.into_iter().chain([h1]) {
+                    rows.push(unary_row(plan, "json", "JSON over HTTP", &a, &b, calls::connect_json(), shape).await);
+                }
+            }
+            Suite::Websocket => {
+                let b = Server::start(Kind::WsEcho, plan.server_cpu, plan.server_threads).await?;
+                for conns in [1u32, 128] {
+                    let side = match warm_and_sample(plan, &b, |s, d| ws::run(s, conns, d)).await {
+                        Ok(samples) => Side::Measured(Summary::of(samples)),
+                        Err(e) => Side::Failed(format!("{e:#}")),
+                    };
+                    rows.push(Row {
+                        suite: "websocket",
+                        path: "WebSocket echo (per message)".into(),
+                        shape: format!("ws {conns}×1"),
+                        baseline: Kind::WsEcho.label(),
+                        a: Side::Pending("pending: the WebSocket adapter is not on this branch".into()),
+                        b: side,
+                    });
+                }
+            }
+            Suite::IdleMemory => {
+                let mut per =
+                    [(Kind::Portway, IdleRow::new("portway", plan)), (Kind::Tonic, IdleRow::new("tonic", plan))];
+                for round in 0..plan.idle_rounds {
+                    for (kind, row) in per.iter_mut() {
+                        eprintln!("   idle memory {} round {}", kind.label(), round + 1);
+                        let result = async {
+                            let server = Server::start(*kind, plan.server_cpu, plan.server_threads).await?;
+                            idle::run(&server, plan.idle_connections).await
+                        }
+                        .await;
+                        match result {
+                            Ok((before, after)) => {
+                                row.rss_before.push(before);
+                                row.rss_after.push(after);
+                                row.per_conn.push(after.saturating_sub(before) as f64 / plan.idle_connections as f64);
+                            }
+                            Err(e) => row.error = Some(format!("{e:#}")),
+                        }
+                    }
+                }
+                idle.extend(per.into_iter().map(|(_, r)| r));
+            }
+            Suite::All => unreachable!("expanded above"),
+        }
+    }
+    Ok((rows, idle))
+}
+
+impl IdleRow {
+    fn new(server: &'static str, plan: &Plan) -> Self {
+        Self {
+            server,
+            connections: plan.idle_connections,
+            per_conn: Vec::new(),
+            rss_before: Vec::new(),
+            rss_after: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+async fn pair(a: Kind, b: Kind, plan: &Plan) -> anyhow::Result<(Server, Server)> {
+    Ok((
+        Server::start(a, plan.server_cpu, plan.server_threads).await?,
+        Server::start(b, plan.server_cpu, plan.server_threads).await?,
+    ))
+}
+
+/// One h2load row: spot-check both servers, then alternate.
+async fn unary_row(
+    plan: &Plan,
+    suite: &'static str,
+    path: &str,
+    a: &Server,
+    b: &Server,
+    call: HttpCall,
+    shape: Shape,
+) -> Row {
+    eprintln!("   {path} {}", shape.label());
+    let expected = async {
+        let ea = calls::spot_check(a.addr, &call, shape.is_h1()).await.context("A (portway)")?;
+        let eb =
+            calls::spot_check(b.addr, &call, shape.is_h1()).await.with_context(|| format!("B ({})", b.kind.label()))?;
+        anyhow::Ok((ea, eb))
+    }
+    .await;
+    let (a_side, b_side) = match expected {
+        Err(e) => {
+            let why = format!("spot check failed: {e:#}");
+            (Side::Failed(why.clone()), Side::Failed(why))
+        }
+        Ok((ea, eb)) => {
+            let work = plan.work_dir.as_path();
+            let call = &call;
+            ab(plan, a, b, move |s: &Server, d| {
+                let expected = if std::ptr::eq(s, a) { ea } else { eb };
+                h2load_sample(s, call, shape, d, expected, work)
+            })
+            .await
+        }
+    };
+    Row { suite, path: path.into(), shape: shape.label(), baseline: b.kind.label(), a: a_side, b: b_side }
+}
+
+fn h2load_sample<'a>(
+    s: &'a Server,
+    call: &'a HttpCall,
+    shape: Shape,
+    d: Duration,
+    expected: u64,
+    work: &'a Path,
+) -> impl std::future::Future<Output = anyhow::Result<Sample>> + 'a {
+    h2load::run(s, call, shape, d, expected, work)
+}
+
+/// Warm-up of each side, then `rounds` alternations A B; failures end that side's sampling.
+async fn ab<'s, F, Fut>(plan: &Plan, a: &'s Server, b: &'s Server, mut f: F) -> (Side, Side)
+where
+    F: FnMut(&'s Server, Duration) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Sample>>,
+{
+    let mut errors: [Option<String>; 2] = [None, None];
+    let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    for (i, s) in [a, b].into_iter().enumerate() {
+        if let Err(e) = f(s, plan.warmup).await {
+            errors[i] = Some(format!("{e:#}"));
+        }
+    }
+    for _ in 0..plan.rounds {
+        for (i, s) in [a, b].into_iter().enumerate() {
+            if errors[i].is_some() {
+                continue;
+            }
+            match f(s, plan.duration).await {
+                Ok(sample) => samples[i].push(sample),
+                Err(e) => errors[i] = Some(format!("{e:#}")),
+            }
+        }
+    }
+    let [sa, sb] = samples;
+    let [ea, eb] = errors;
+    let side = |samples: Vec<Sample>, err: Option<String>| match err {
+        Some(e) => Side::Failed(e),
+        None => Side::Measured(Summary::of(samples)),
+    };
+    (side(sa, ea), side(sb, eb))
+}
+
+async fn warm_and_sample<'s, F, Fut>(plan: &Plan, s: &'s Server, mut f: F) -> anyhow::Result<Vec<Sample>>
+where
+    F: FnMut(&'s Server, Duration) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Sample>>,
+{
+    f(s, plan.warmup).await?;
+    let mut out = Vec::new();
+    for _ in 0..plan.rounds {
+        out.push(f(s, plan.duration).await?);
+    }
+    Ok(out)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// CPU model, core count, memory, kernel, rustc and h2load versions.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1048576.0))
+        .unwrap_or_else(|| "? GiB".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let version = |cmd: &str| {
+        std::process::Command::new(cmd)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    format!(
+        "Machine: {model}, {cpus} CPU(s) available, {mem} RAM, Linux {}; {}; {}",
+        kernel.trim(),
+        version("rustc"),
+        version("h2load")
+    )
+}

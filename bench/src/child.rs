@@ -1,6 +1,7 @@
 //! Server child processes and what `/proc` says about them.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,12 +24,40 @@ pub struct Server {
 impl Server {
     /// Starts `kind` pinned to `cpu` (if any) with `threads` runtime workers and waits for
     /// the port it prints.
-    pub async fn start(kind: Kind, cpu: Option<usize>, threads: usize) -> anyhow::Result<Self> {
+    /// `plain`: a baseline with its library's default connection settings.
+    pub async fn start(kind: Kind, cpu: Option<usize>, threads: usize, plain: bool) -> anyhow::Result<Self> {
+        Self::start_with(kind, cpu, threads, plain, None).await
+    }
+
+    /// Like [`Server::start`], but under valgrind's callgrind (which counts every user-space
+    /// instruction the server executes) writing to `callgrind_out` when `Some`.
+    pub async fn start_with(
+        kind: Kind,
+        cpu: Option<usize>,
+        threads: usize,
+        plain: bool,
+        callgrind_out: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = match callgrind_out {
+            None => Command::new(exe),
+            Some(out) => {
+                let mut cmd = Command::new("valgrind");
+                cmd.arg("--tool=callgrind")
+                    .arg("--quiet")
+                    // Names in every dump, so that each dump can be annotated on its own.
+                    .arg("--compress-strings=no")
+                    .arg(format!("--callgrind-out-file={}", out.display()))
+                    .arg(exe);
+                cmd
+            }
+        };
         cmd.arg("serve").arg(kind.to_possible_value_name()).arg("--threads").arg(threads.to_string());
         if let Some(cpu) = cpu {
             cmd.arg("--cpu").arg(cpu.to_string());
+        }
+        if plain && kind != Kind::Portway {
+            cmd.arg("--plain");
         }
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
         let mut child = cmd.spawn().context("spawning server")?;
@@ -36,9 +65,9 @@ impl Server {
         let stdin = child.stdin.take().context("server stdin")?;
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
-            .context("server did not print its port within 30 s")??
+            .context("server did not print its port within 60 s")??
             .context("server exited before printing its port")?;
         let Some(port) = line.strip_prefix("PORT ").and_then(|p| p.trim().parse::<u16>().ok()) else {
             bail!("unexpected server output {line:?}");
@@ -49,6 +78,11 @@ impl Server {
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         cpu_time(self.pid)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Resident set size in bytes.

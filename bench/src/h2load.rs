@@ -46,13 +46,22 @@ pub fn available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs h2load against `server` for `duration` and returns the sample. `expected_body` is the
+/// How long a run lasts.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    /// For this long (`h2load -D`).
+    Time(Duration),
+    /// Exactly this many requests (`h2load -n`).
+    Requests(u64),
+}
+
+/// Runs h2load against `server` for the `budget` and returns the sample. `expected_body` is the
 /// response body length the spot check saw; every counted response must have carried it.
 pub async fn run(
     server: &Server,
     call: &HttpCall,
     shape: Shape,
-    duration: Duration,
+    budget: Budget,
     expected_body: u64,
     work_dir: &Path,
 ) -> anyhow::Result<Sample> {
@@ -62,11 +71,19 @@ pub async fn run(
     let _ = std::fs::remove_file(&log_file);
 
     let mut cmd = Command::new("h2load");
-    cmd.arg("-t1")
-        .arg(format!("-D{}", duration.as_secs_f64().max(1.0).round() as u64))
-        .arg(format!("--log-file={}", log_file.display()))
-        .arg("-d")
-        .arg(&body_file);
+    cmd.arg("-t1");
+    let limit = match budget {
+        Budget::Time(d) => {
+            cmd.arg(format!("-D{}", d.as_secs_f64().max(1.0).round() as u64));
+            d + Duration::from_secs(30)
+        }
+        Budget::Requests(n) => {
+            cmd.arg(format!("-n{n}"));
+            // Generous: under callgrind a request costs ~100x its native time.
+            Duration::from_secs(300)
+        }
+    };
+    cmd.arg(format!("--log-file={}", log_file.display())).arg("-d").arg(&body_file);
     match shape {
         Shape::H2 { conns, streams } => {
             cmd.arg(format!("-c{conns}")).arg(format!("-m{streams}"));
@@ -83,9 +100,7 @@ pub async fn run(
 
     let cpu_before = server.cpu_time()?;
     let started = Instant::now();
-    let out = tokio::time::timeout(duration + Duration::from_secs(30), cmd.output())
-        .await
-        .context("h2load did not finish in time")??;
+    let out = tokio::time::timeout(limit, cmd.output()).await.context("h2load did not finish in time")??;
     let wall = started.elapsed();
     let cpu = server.cpu_time()?.saturating_sub(cpu_before);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -15,6 +15,7 @@ mod calls;
 mod child;
 mod h2load;
 mod idle;
+mod instructions;
 mod report;
 mod servers;
 mod stream;
@@ -36,7 +37,7 @@ use clap::{Parser, ValueEnum};
 use crate::calls::HttpCall;
 use crate::child::Server;
 use crate::h2load::Shape;
-use crate::report::{IdleRow, Row, Sample, Side, Summary};
+use crate::report::{IdleRow, InstrRow, Row, Sample, Side, Summary};
 use crate::servers::Kind;
 
 /// portway's benchmarks: A (portway) against B (a baseline) in the same run.
@@ -61,9 +62,16 @@ struct Args {
     /// Runtime worker threads of each server (default: one per core given to servers).
     #[arg(long)]
     server_threads: Option<usize>,
+    /// Run the baselines with their libraries' default connection settings (no HTTP/2
+    /// keepalive pings, no graceful shutdown) instead of portway's.
+    #[arg(long)]
+    baseline_defaults: bool,
     /// Do not pin servers and load generators to separate cores.
     #[arg(long)]
     no_pin: bool,
+    /// Keep the callgrind dumps of the `instructions` suite here (for `callgrind_annotate`).
+    #[arg(long)]
+    profile_dir: Option<PathBuf>,
     /// Also write the markdown report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -85,6 +93,8 @@ enum Suite {
     Websocket,
     /// Memory per idle HTTP/2 connection: portway vs tonic.
     IdleMemory,
+    /// User-space instructions per request under callgrind (deterministic), every unary path.
+    Instructions,
     /// Everything above.
     All,
 }
@@ -98,6 +108,9 @@ struct ServeArgs {
     cpu: Option<usize>,
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Library defaults instead of portway's connection settings (baselines only).
+    #[arg(long)]
+    plain: bool,
 }
 
 /// Raises the soft open-file limit to the hard limit (10,000 idle connections need it).
@@ -116,13 +129,23 @@ struct Plan {
     server_cpu: Option<usize>,
     server_threads: usize,
     work_dir: PathBuf,
+    profile_dir: PathBuf,
+    instr_warmup: u64,
+    instr_requests: u64,
+    baseline_defaults: bool,
+}
+
+impl Plan {
+    async fn start(&self, kind: Kind) -> anyhow::Result<Server> {
+        Server::start(kind, self.server_cpu, self.server_threads, self.baseline_defaults).await
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).is_some_and(|a| a == "serve") {
         let serve = ServeArgs::parse_from(argv.iter().skip(1));
-        return servers::run(serve.kind, serve.cpu, serve.threads);
+        return servers::run(serve.kind, serve.cpu, serve.threads, serve.plain);
     }
     let args = Args::parse();
 
@@ -149,6 +172,7 @@ fn main() -> anyhow::Result<()> {
             Suite::Json,
             Suite::Websocket,
             Suite::IdleMemory,
+            Suite::Instructions,
         ];
     }
     let needs_h2load =
@@ -168,12 +192,17 @@ fn main() -> anyhow::Result<()> {
         server_cpu,
         server_threads: args.server_threads.unwrap_or(1),
         work_dir: work_dir.clone(),
+        profile_dir: args.profile_dir.clone().unwrap_or_else(|| work_dir.clone()),
+        instr_warmup: if args.quick { 100 } else { 500 },
+        instr_requests: if args.quick { 1_000 } else { 5_000 },
+        baseline_defaults: args.baseline_defaults,
     };
+    std::fs::create_dir_all(&plan.profile_dir)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let machine_before = machine();
     let load_before = loadavg();
-    let (rows, idle) = rt.block_on(run_suites(&suites, &plan))?;
+    let (rows, idle, instr) = rt.block_on(run_suites(&suites, &plan))?;
     let load_after = loadavg();
     let _ = std::fs::remove_dir_all(&work_dir);
 
@@ -189,6 +218,16 @@ fn main() -> anyhow::Result<()> {
             _ => "none".into(),
         },
         plan.server_threads
+    );
+    let _ = writeln!(
+        md,
+        "- Baselines: {}",
+        if plan.baseline_defaults {
+            "their libraries' default connection settings (`--baseline-defaults`)"
+        } else {
+            "portway's default connection settings (HTTP/2 keepalive pings, stream and header limits, \
+             TCP_NODELAY, graceful shutdown)"
+        }
     );
     let _ = writeln!(md, "- Load average (1/5/15 min): {load_before} before, {load_after} after");
     let _ = writeln!(
@@ -208,8 +247,16 @@ fn main() -> anyhow::Result<()> {
         let _ = writeln!(md, "\n### Memory per idle HTTP/2 connection\n");
         md.push_str(&report::idle_table(&idle));
     }
+    if !instr.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### Instructions per request (callgrind; {} requests after {} of warm-up, one server thread)\n",
+            plan.instr_requests, plan.instr_warmup
+        );
+        md.push_str(&report::instr_table(&instr));
+    }
     let _ = writeln!(md, "\n### Targets\n");
-    md.push_str(&report::targets(&rows, &idle));
+    md.push_str(&report::targets(&rows, &idle, &instr));
     println!("{md}");
     if let Some(out) = &args.out {
         std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
@@ -217,9 +264,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, Vec<IdleRow>)> {
+async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, Vec<IdleRow>, Vec<InstrRow>)> {
     let mut rows = Vec::new();
     let mut idle = Vec::new();
+    let mut instr = Vec::new();
     let h2 =
         [Shape::H2 { conns: 1, streams: 1 }, Shape::H2 { conns: 8, streams: 16 }, Shape::H2 { conns: 50, streams: 20 }];
     let h1 = Shape::H1 { conns: 128 };
@@ -275,7 +323,7 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                 }
             }
             Suite::Websocket => {
-                let b = Server::start(Kind::WsEcho, plan.server_cpu, plan.server_threads).await?;
+                let b = plan.start(Kind::WsEcho).await?;
                 for conns in [1u32, 128] {
                     let side = match warm_and_sample(plan, &b, |s, d| ws::run(s, conns, d)).await {
                         Ok(samples) => Side::Measured(Summary::of(samples)),
@@ -298,7 +346,7 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                     for (kind, row) in per.iter_mut() {
                         eprintln!("   idle memory {} round {}", kind.label(), round + 1);
                         let result = async {
-                            let server = Server::start(*kind, plan.server_cpu, plan.server_threads).await?;
+                            let server = plan.start(*kind).await?;
                             idle::run(&server, plan.idle_connections).await
                         }
                         .await;
@@ -314,10 +362,43 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                 }
                 idle.extend(per.into_iter().map(|(_, r)| r));
             }
+            Suite::Instructions => {
+                let h1one = Shape::H1 { conns: 1 };
+                let cases: [(&'static str, &'static str, Kind, HttpCall, Shape); 8] = [
+                    ("grpc-unary", "gRPC unary", Kind::Tonic, calls::grpc(), h2[0]),
+                    ("grpc-unary", "gRPC unary", Kind::Tonic, calls::grpc(), h2[1]),
+                    ("grpc-web", "gRPC-Web unary", Kind::TonicWeb, calls::grpc_web(), h2[0]),
+                    ("grpc-web", "gRPC-Web unary", Kind::TonicWeb, calls::grpc_web(), h1one),
+                    ("connect-json", "Connect unary JSON", Kind::ConnectRust, calls::connect_json(), h2[0]),
+                    ("connect-proto", "Connect unary proto", Kind::ConnectRust, calls::connect_proto(), h2[0]),
+                    ("json", "JSON over HTTP", Kind::AxumJson, calls::connect_json(), h2[0]),
+                    ("json", "JSON over HTTP", Kind::AxumJson, calls::connect_json(), h1one),
+                ];
+                if !instructions::available() {
+                    eprintln!("   valgrind not found: skipping (apt-get install -y valgrind)");
+                    continue;
+                }
+                let setup = instructions::Setup {
+                    warmup: plan.instr_warmup,
+                    requests: plan.instr_requests,
+                    plain: plan.baseline_defaults,
+                    work_dir: &plan.work_dir,
+                };
+                for (suite, path, baseline, call, shape) in cases {
+                    eprintln!("   {path} {} (callgrind)", shape.label());
+                    let one = async |kind: Kind| {
+                        let out = instructions::out_file(&plan.profile_dir, suite, kind, shape);
+                        instructions::per_request(kind, &call, shape, &setup, &out).await.map_err(|e| format!("{e:#}"))
+                    };
+                    let a = one(Kind::Portway).await;
+                    let b = one(baseline).await;
+                    instr.push(InstrRow { suite, path, shape: shape.label(), baseline: baseline.label(), a, b });
+                }
+            }
             Suite::All => unreachable!("expanded above"),
         }
     }
-    Ok((rows, idle))
+    Ok((rows, idle, instr))
 }
 
 impl IdleRow {
@@ -334,10 +415,7 @@ impl IdleRow {
 }
 
 async fn pair(a: Kind, b: Kind, plan: &Plan) -> anyhow::Result<(Server, Server)> {
-    Ok((
-        Server::start(a, plan.server_cpu, plan.server_threads).await?,
-        Server::start(b, plan.server_cpu, plan.server_threads).await?,
-    ))
+    Ok((plan.start(a).await?, plan.start(b).await?))
 }
 
 /// One h2load row: spot-check both servers, then alternate.
@@ -384,7 +462,7 @@ fn h2load_sample<'a>(
     expected: u64,
     work: &'a Path,
 ) -> impl std::future::Future<Output = anyhow::Result<Sample>> + 'a {
-    h2load::run(s, call, shape, d, expected, work)
+    h2load::run(s, call, shape, h2load::Budget::Time(d), expected, work)
 }
 
 /// Warm-up of each side, then `rounds` alternations A B; failures end that side's sampling.

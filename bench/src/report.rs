@@ -130,6 +130,50 @@ impl IdleRow {
     }
 }
 
+/// Instructions per request, A and B.
+#[derive(Debug, Clone)]
+pub struct InstrRow {
+    pub suite: &'static str,
+    pub path: &'static str,
+    pub shape: String,
+    pub baseline: &'static str,
+    pub a: Result<f64, String>,
+    pub b: Result<f64, String>,
+}
+
+impl InstrRow {
+    fn ratio(&self) -> Option<f64> {
+        match (&self.a, &self.b) {
+            (Ok(a), Ok(b)) if *b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+/// The instructions table.
+pub fn instr_table(rows: &[InstrRow]) -> String {
+    let mut out = String::from(
+        "| Path | Shape | B (baseline) | A instructions/req | B instructions/req | **A/B** |\n|---|---|---|--:|--:|--:|\n",
+    );
+    let cell = |r: &Result<f64, String>| match r {
+        Ok(v) => format!("{v:.0}"),
+        Err(e) => format!("FAILED: {}", e.replace('\n', " ").replace('|', "/")),
+    };
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | **{}** |",
+            r.path,
+            r.shape,
+            r.baseline,
+            cell(&r.a),
+            cell(&r.b),
+            r.ratio().map_or("—".into(), |x| format!("{x:.3}"))
+        );
+    }
+    out
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if a.is_finite() && b.is_finite() && b > 0.0 { format!("{:.3}", a / b) } else { "—".into() }
 }
@@ -227,7 +271,7 @@ pub fn idle_table(rows: &[IdleRow]) -> String {
 }
 
 /// Each target, the measured value and whether it was met.
-pub fn targets(rows: &[Row], idle: &[IdleRow]) -> String {
+pub fn targets(rows: &[Row], idle: &[IdleRow], instr: &[InstrRow]) -> String {
     let mut out = String::from("| Target | Measured | Met |\n|---|---|---|\n");
     let find = |suite: &str, shape: &str| {
         rows.iter().find(|r| r.suite == suite && r.shape == shape && r.a.summary().is_some() && r.b.summary().is_some())
@@ -281,6 +325,16 @@ pub fn targets(rows: &[Row], idle: &[IdleRow]) -> String {
                 )
             });
         line("JSON over HTTP (portway): CPU/req ≤ 1.3× native gRPC (portway)", m, 1.3);
+    }
+    for (suite, what, limit) in [
+        ("grpc-unary", "native gRPC unary: instructions/req ≤ 1.03× tonic", 1.03),
+        ("grpc-web", "gRPC-Web: instructions/req ≤ 1.05× tonic-web", 1.05),
+        ("connect-json", "Connect JSON: instructions/req ≤ connect-rust", 1.0),
+        ("connect-proto", "Connect proto: instructions/req ≤ connect-rust", 1.0),
+    ] {
+        for r in instr.iter().filter(|r| r.suite == suite) {
+            line(what, r.ratio().map(|x| (x, format!("{x:.3} ({})", r.shape))), limit);
+        }
     }
     if let Some(r) = idle.iter().find(|r| r.server == "portway" && r.error.is_none()) {
         let kib = r.median_per_conn() / 1024.0;

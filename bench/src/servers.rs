@@ -6,6 +6,12 @@
 //! service differs. The connect-rust and axum baselines cannot host a tonic service, so they
 //! implement the same echo (`UnaryCall`: a payload of `response_size` zero bytes back) on their
 //! own types.
+//!
+//! The baselines get the connection settings portway has by default (read from
+//! `portway::Config::default()`): HTTP/2 keepalive pings, the concurrent-stream and header-list
+//! limits, TCP_NODELAY and graceful shutdown, so that the gateway is all that differs. With
+//! `--plain` they run with their libraries' defaults instead (no keepalive pings, no graceful
+//! shutdown), which shows what those settings cost.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +61,7 @@ pub const WS_WRITE_BUFFER: usize = 128 * 1024;
 
 /// Runs a server until its stdin closes (the harness holds the other end), after printing
 /// `PORT <port>` on stdout.
-pub fn run(kind: Kind, cpu: Option<usize>, threads: usize) -> anyhow::Result<()> {
+pub fn run(kind: Kind, cpu: Option<usize>, threads: usize, plain: bool) -> anyhow::Result<()> {
     if let Some(core) = cpu {
         // Threads created from here on (the runtime's workers) inherit the mask.
         core_affinity::set_for_current(core_affinity::CoreId { id: core });
@@ -73,10 +79,10 @@ pub fn run(kind: Kind, cpu: Option<usize>, threads: usize) -> anyhow::Result<()>
         println!("PORT {}", listener.local_addr()?.port());
         match kind {
             Kind::Portway => portway(listener).await,
-            Kind::Tonic => tonic_plain(listener, false).await,
-            Kind::TonicWeb => tonic_plain(listener, true).await,
-            Kind::ConnectRust => connect_rust(listener).await,
-            Kind::AxumJson => axum_json(listener).await,
+            Kind::Tonic => tonic(listener, false, plain).await,
+            Kind::TonicWeb => tonic(listener, true, plain).await,
+            Kind::ConnectRust => connect_rust(listener, plain).await,
+            Kind::AxumJson => axum_json(listener, plain).await,
             Kind::WsEcho => ws_echo(listener).await,
         }
     })
@@ -97,18 +103,44 @@ async fn portway(listener: TcpListener) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tonic_plain(listener: TcpListener, web: bool) -> anyhow::Result<()> {
+/// portway's default connection settings, which the baselines copy.
+fn http_config() -> portway::config::HttpConfig {
+    portway::Config::default().http
+}
+
+async fn tonic(listener: TcpListener, web: bool, plain: bool) -> anyhow::Result<()> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let routes = routes().await?;
-    if web {
-        tonic::transport::Server::builder()
-            .accept_http1(true)
-            .layer(tonic_web::GrpcWebLayer::new())
-            .add_routes(routes)
-            .serve_with_incoming(incoming)
-            .await?;
-    } else {
-        tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(incoming).await?;
+    let http = http_config();
+    let mut server = tonic::transport::Server::builder();
+    if !plain {
+        server = server
+            .http2_keepalive_interval(http.http2_keepalive_interval)
+            .http2_keepalive_timeout(Some(http.http2_keepalive_timeout))
+            .max_concurrent_streams(http.http2_max_concurrent_streams)
+            .http2_max_header_list_size(http.max_header_list_bytes);
+    }
+    // A shutdown signal turns on tonic's graceful shutdown (a watch on every connection).
+    let shutdown = std::future::pending::<()>();
+    match (web, plain) {
+        (false, true) => server.add_routes(routes).serve_with_incoming(incoming).await?,
+        (false, false) => server.add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown).await?,
+        (true, true) => {
+            server
+                .accept_http1(true)
+                .layer(tonic_web::GrpcWebLayer::new())
+                .add_routes(routes)
+                .serve_with_incoming(incoming)
+                .await?
+        }
+        (true, false) => {
+            server
+                .accept_http1(true)
+                .layer(tonic_web::GrpcWebLayer::new())
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
     }
     Ok(())
 }
@@ -227,22 +259,60 @@ impl TestService for ConnectInterop {
     }
 }
 
-async fn connect_rust(listener: TcpListener) -> anyhow::Result<()> {
+async fn connect_rust(listener: TcpListener, plain: bool) -> anyhow::Result<()> {
     let router = connectrpc::Router::new().add_service(Arc::new(ConnectInterop));
-    connectrpc::Server::from_listener(listener).serve(router).await.map_err(|e| anyhow::anyhow!(e))
+    let server = connectrpc::Server::from_listener(listener);
+    if plain {
+        return server.serve(router).await.map_err(|e| anyhow::anyhow!(e));
+    }
+    let http = http_config();
+    let mut server = server
+        .with_http2_keepalive_timeout(http.http2_keepalive_timeout)
+        .with_max_concurrent_streams(http.http2_max_concurrent_streams)
+        .with_header_read_timeout(http.http1_header_read_timeout);
+    if let Some(interval) = http.http2_keepalive_interval {
+        server = server.with_http2_keepalive_interval(interval);
+    }
+    server.serve_with_graceful_shutdown(router, std::future::pending()).await.map_err(|e| anyhow::anyhow!(e))
 }
 
 // ---------------------------------------------------------------------------------------------
 // axum + serde_json: the same echo with no gRPC in between, on the same pbjson message types
 // (and so the same JSON codec) that portway's Connect JSON path uses.
 
-async fn axum_json(listener: TcpListener) -> anyhow::Result<()> {
+async fn axum_json(listener: TcpListener, plain: bool) -> anyhow::Result<()> {
     use axum::serve::ListenerExt as _;
     let app = axum::Router::new().route("/grpc.testing.TestService/UnaryCall", axum::routing::post(axum_unary));
-    let listener = listener.tap_io(|tcp| {
+    if plain {
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        return axum::serve(listener, app).await.context("axum serve");
+    }
+    // `axum::serve` has no HTTP/2 settings: serve the router the way `axum::serve` does (the
+    // hyper-util auto builder, upgrades on), with portway's settings and graceful shutdown.
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let http = http_config();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(http.http1_header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(http.http2_max_concurrent_streams)
+        .max_header_list_size(http.max_header_list_bytes)
+        .keep_alive_interval(http.http2_keepalive_interval)
+        .keep_alive_timeout(http.http2_keepalive_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await.context("axum serve")
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc).into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
 }
 
 async fn axum_unary(body: Bytes) -> axum::response::Response {

@@ -12,13 +12,36 @@ use tokio::process::{Child, ChildStdin, Command};
 use crate::servers::Kind;
 
 /// A running server: the harness re-executed as `serve <kind>`. Dropping it closes the
-/// child's stdin (which makes it exit) and kills it for good measure.
+/// child's stdin, which makes it exit (so that a profiler it runs under can write its
+/// output), and kills it if it has not exited shortly after.
 pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
     pid: u32,
-    _child: Child,
-    _stdin: ChildStdin,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    wrapped: bool,
+}
+
+/// Set to a command prefix (e.g. `valgrind --tool=massif --massif-out-file=/tmp/m.%p`), the
+/// harness starts every server under it: for ad-hoc profiling with any tool.
+pub const WRAP_ENV: &str = "PORTWAY_BENCH_WRAP";
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        // A profiler writes its output at exit; give it time. Blocking here is fine: the
+        // harness drops servers between runs, never during one.
+        let patience = if self.wrapped { Duration::from_secs(30) } else { Duration::from_secs(2) };
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.start_kill();
+    }
 }
 
 impl Server {
@@ -39,8 +62,18 @@ impl Server {
         callgrind_out: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
+        let wrap: Vec<String> =
+            std::env::var(WRAP_ENV).unwrap_or_default().split_whitespace().map(String::from).collect();
+        let wrapped = callgrind_out.is_some() || !wrap.is_empty();
         let mut cmd = match callgrind_out {
-            None => Command::new(exe),
+            None => match wrap.split_first() {
+                None => Command::new(exe),
+                Some((program, args)) => {
+                    let mut cmd = Command::new(program);
+                    cmd.args(args).arg(exe);
+                    cmd
+                }
+            },
             Some(out) => {
                 let mut cmd = Command::new("valgrind");
                 cmd.arg("--tool=callgrind")
@@ -62,7 +95,7 @@ impl Server {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
         let mut child = cmd.spawn().context("spawning server")?;
         let pid = child.id().context("server pid")?;
-        let stdin = child.stdin.take().context("server stdin")?;
+        let stdin = Some(child.stdin.take().context("server stdin")?);
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -72,7 +105,7 @@ impl Server {
         let Some(port) = line.strip_prefix("PORT ").and_then(|p| p.trim().parse::<u16>().ok()) else {
             bail!("unexpected server output {line:?}");
         };
-        Ok(Self { kind, addr: SocketAddr::from(([127, 0, 0, 1], port)), pid, _child: child, _stdin: stdin })
+        Ok(Self { kind, addr: SocketAddr::from(([127, 0, 0, 1], port)), pid, child, stdin, wrapped })
     }
 
     /// CPU time (user + system) the process has used so far.

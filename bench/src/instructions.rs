@@ -16,6 +16,7 @@ use crate::calls::{self, HttpCall};
 use crate::child::Server;
 use crate::h2load::{self, Budget, Shape};
 use crate::servers::Kind;
+use crate::stream;
 
 /// valgrind and callgrind_control are installed.
 pub fn available() -> bool {
@@ -30,8 +31,8 @@ pub fn available() -> bool {
 }
 
 /// Where one measurement's dumps go.
-pub fn out_file(dir: &Path, suite: &str, kind: Kind, shape: Shape) -> PathBuf {
-    let shape = shape.label().replace(['×', ' '], "_");
+pub fn out_file(dir: &Path, suite: &str, kind: Kind, work: &Work) -> PathBuf {
+    let shape = work.shape().label().replace(['×', ' '], "_");
     dir.join(format!("callgrind.{suite}.{}.{shape}.out", kind.label().replace('+', "_")))
 }
 
@@ -47,25 +48,48 @@ pub struct Setup<'a> {
     pub work_dir: &'a Path,
 }
 
-/// Instructions per request of `kind` serving `call` in `shape`; the dumps go to `out.1`
-/// (start-up and warm-up) and `out.2` (the counted requests).
-pub async fn per_request(
-    kind: Kind,
-    call: &HttpCall,
-    shape: Shape,
-    setup: &Setup<'_>,
-    out: &Path,
-) -> anyhow::Result<f64> {
+/// What a measurement sends.
+pub enum Work {
+    /// Unary calls with h2load.
+    Unary(HttpCall, Shape),
+    /// Messages on `conns` × `streams` bidirectional streams (see [`crate::stream`]).
+    Stream { conns: u32, streams: u32 },
+}
+
+impl Work {
+    /// The connection shape it uses.
+    pub fn shape(&self) -> Shape {
+        match self {
+            Work::Unary(_, shape) => *shape,
+            Work::Stream { conns, streams } => Shape::H2 { conns: *conns, streams: *streams },
+        }
+    }
+}
+
+/// Instructions per request (or stream message) of `kind` doing `work`; the dumps go to
+/// `out.1` (start-up and warm-up) and `out.2` (the counted requests).
+pub async fn per_request(kind: Kind, work: &Work, setup: &Setup<'_>, out: &Path) -> anyhow::Result<f64> {
     for n in 1..=2 {
         let _ = std::fs::remove_file(dump_file(out, n));
     }
     let server = Server::start_with(kind, None, 1, setup.plain, Some(out)).await?;
-    let expected = calls::spot_check(server.addr, call, shape.is_h1()).await.context("spot check")?;
-    h2load::run(&server, call, shape, Budget::Requests(setup.warmup), expected, setup.work_dir).await?;
-    dump(&server, out, 1).await?;
-    let sample = h2load::run(&server, call, shape, Budget::Requests(setup.requests), expected, setup.work_dir).await?;
+    let count = match work {
+        Work::Unary(call, shape) => {
+            let shape = *shape;
+            let expected = calls::spot_check(server.addr, call, shape.is_h1()).await.context("spot check")?;
+            h2load::run(&server, call, shape, Budget::Requests(setup.warmup), expected, setup.work_dir).await?;
+            dump(&server, out, 1).await?;
+            let budget = Budget::Requests(setup.requests);
+            h2load::run(&server, call, shape, budget, expected, setup.work_dir).await?.count
+        }
+        Work::Stream { conns, streams } => {
+            stream::run(&server, *conns, *streams, Budget::Requests(setup.warmup)).await?;
+            dump(&server, out, 1).await?;
+            stream::run(&server, *conns, *streams, Budget::Requests(setup.requests)).await?.count
+        }
+    };
     dump(&server, out, 2).await?;
-    ensure!(sample.count == setup.requests, "{} of {} requests succeeded", sample.count, setup.requests);
+    ensure!(count == setup.requests, "{count} of {} requests succeeded", setup.requests);
     let total = summary(&dump_file(out, 2))?;
     Ok(total as f64 / setup.requests as f64)
 }

@@ -193,8 +193,9 @@ fn main() -> anyhow::Result<()> {
         server_threads: args.server_threads.unwrap_or(1),
         work_dir: work_dir.clone(),
         profile_dir: args.profile_dir.clone().unwrap_or_else(|| work_dir.clone()),
-        instr_warmup: if args.quick { 100 } else { 500 },
-        instr_requests: if args.quick { 1_000 } else { 5_000 },
+        // Multiples of 128, so that they split evenly over 8 × 16 streams.
+        instr_warmup: if args.quick { 128 } else { 512 },
+        instr_requests: if args.quick { 1_024 } else { 5_120 },
         baseline_defaults: args.baseline_defaults,
     };
     std::fs::create_dir_all(&plan.profile_dir)?;
@@ -284,7 +285,8 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                 let (a, b) = pair(Kind::Portway, Kind::Tonic, plan).await?;
                 for shape in h2 {
                     let Shape::H2 { conns, streams } = shape else { continue };
-                    let (sa, sb) = ab(plan, &a, &b, |s, d| stream::run(s, conns, streams, d)).await;
+                    let (sa, sb) =
+                        ab(plan, &a, &b, |s, d| stream::run(s, conns, streams, h2load::Budget::Time(d))).await;
                     rows.push(Row {
                         suite: "grpc-stream",
                         path: "gRPC bidi stream (per message)".into(),
@@ -363,16 +365,31 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                 idle.extend(per.into_iter().map(|(_, r)| r));
             }
             Suite::Instructions => {
+                use instructions::Work;
                 let h1one = Shape::H1 { conns: 1 };
-                let cases: [(&'static str, &'static str, Kind, HttpCall, Shape); 8] = [
-                    ("grpc-unary", "gRPC unary", Kind::Tonic, calls::grpc(), h2[0]),
-                    ("grpc-unary", "gRPC unary", Kind::Tonic, calls::grpc(), h2[1]),
-                    ("grpc-web", "gRPC-Web unary", Kind::TonicWeb, calls::grpc_web(), h2[0]),
-                    ("grpc-web", "gRPC-Web unary", Kind::TonicWeb, calls::grpc_web(), h1one),
-                    ("connect-json", "Connect unary JSON", Kind::ConnectRust, calls::connect_json(), h2[0]),
-                    ("connect-proto", "Connect unary proto", Kind::ConnectRust, calls::connect_proto(), h2[0]),
-                    ("json", "JSON over HTTP", Kind::AxumJson, calls::connect_json(), h2[0]),
-                    ("json", "JSON over HTTP", Kind::AxumJson, calls::connect_json(), h1one),
+                let stream_one = Work::Stream { conns: 1, streams: 1 };
+                let stream_many = Work::Stream { conns: 8, streams: 16 };
+                let cases: [(&'static str, &'static str, Kind, Work); 10] = [
+                    ("grpc-unary", "gRPC unary", Kind::Tonic, Work::Unary(calls::grpc(), h2[0])),
+                    ("grpc-unary", "gRPC unary", Kind::Tonic, Work::Unary(calls::grpc(), h2[1])),
+                    ("grpc-stream", "gRPC bidi stream (per message)", Kind::Tonic, stream_one),
+                    ("grpc-stream", "gRPC bidi stream (per message)", Kind::Tonic, stream_many),
+                    ("grpc-web", "gRPC-Web unary", Kind::TonicWeb, Work::Unary(calls::grpc_web(), h2[0])),
+                    ("grpc-web", "gRPC-Web unary", Kind::TonicWeb, Work::Unary(calls::grpc_web(), h1one)),
+                    (
+                        "connect-json",
+                        "Connect unary JSON",
+                        Kind::ConnectRust,
+                        Work::Unary(calls::connect_json(), h2[0]),
+                    ),
+                    (
+                        "connect-proto",
+                        "Connect unary proto",
+                        Kind::ConnectRust,
+                        Work::Unary(calls::connect_proto(), h2[0]),
+                    ),
+                    ("json", "JSON over HTTP", Kind::AxumJson, Work::Unary(calls::connect_json(), h2[0])),
+                    ("json", "JSON over HTTP", Kind::AxumJson, Work::Unary(calls::connect_json(), h1one)),
                 ];
                 if !instructions::available() {
                     eprintln!("   valgrind not found: skipping (apt-get install -y valgrind)");
@@ -384,11 +401,12 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                     plain: plan.baseline_defaults,
                     work_dir: &plan.work_dir,
                 };
-                for (suite, path, baseline, call, shape) in cases {
+                for (suite, path, baseline, work) in cases {
+                    let shape = work.shape();
                     eprintln!("   {path} {} (callgrind)", shape.label());
                     let one = async |kind: Kind| {
-                        let out = instructions::out_file(&plan.profile_dir, suite, kind, shape);
-                        instructions::per_request(kind, &call, shape, &setup, &out).await.map_err(|e| format!("{e:#}"))
+                        let out = instructions::out_file(&plan.profile_dir, suite, kind, &work);
+                        instructions::per_request(kind, &work, &setup, &out).await.map_err(|e| format!("{e:#}"))
                     };
                     let a = one(Kind::Portway).await;
                     let b = one(baseline).await;

@@ -328,6 +328,7 @@ pub fn targets(rows: &[Row], idle: &[IdleRow], instr: &[InstrRow]) -> String {
     }
     for (suite, what, limit) in [
         ("grpc-unary", "native gRPC unary: instructions/req ≤ 1.03× tonic", 1.03),
+        ("grpc-stream", "native gRPC streaming: instructions/msg ≤ 1.03× tonic", 1.03),
         ("grpc-web", "gRPC-Web: instructions/req ≤ 1.05× tonic-web", 1.05),
         ("connect-json", "Connect JSON: instructions/req ≤ connect-rust", 1.0),
         ("connect-proto", "Connect proto: instructions/req ≤ connect-rust", 1.0),

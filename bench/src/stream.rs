@@ -14,6 +14,7 @@ use tonic::transport::Endpoint;
 
 use crate::calls::PAYLOAD;
 use crate::child::Server;
+use crate::h2load::Budget;
 use crate::report::Sample;
 
 fn message() -> pb::StreamingOutputCallRequest {
@@ -24,8 +25,21 @@ fn message() -> pb::StreamingOutputCallRequest {
     }
 }
 
-/// Runs the streaming load against `server` for `duration`.
-pub async fn run(server: &Server, conns: u32, streams: u32, duration: Duration) -> anyhow::Result<Sample> {
+/// Runs the streaming load against `server` for a time, or for a number of messages in all
+/// (split evenly over the streams; the total must be a multiple of their number).
+pub async fn run(server: &Server, conns: u32, streams: u32, budget: Budget) -> anyhow::Result<Sample> {
+    let per_stream = match budget {
+        Budget::Time(_) => None,
+        Budget::Requests(n) => {
+            let streams = u64::from(conns * streams);
+            ensure!(n % streams == 0, "{n} messages do not split evenly over {streams} streams");
+            Some(n / streams)
+        }
+    };
+    let duration = match budget {
+        Budget::Time(d) => d,
+        Budget::Requests(_) => Duration::from_secs(3600),
+    };
     let url = format!("http://{}", server.addr);
     // Connect first (one connection per channel), so that set-up is not timed.
     let mut clients = Vec::new();
@@ -39,7 +53,7 @@ pub async fn run(server: &Server, conns: u32, streams: u32, duration: Duration) 
     let mut tasks = tokio::task::JoinSet::new();
     for client in &clients {
         for _ in 0..streams {
-            tasks.spawn(one_stream(client.clone(), deadline));
+            tasks.spawn(one_stream(client.clone(), deadline, per_stream));
         }
     }
     let mut count = 0u64;
@@ -58,6 +72,7 @@ pub async fn run(server: &Server, conns: u32, streams: u32, duration: Duration) 
 async fn one_stream(
     mut client: TestServiceClient<tonic::transport::Channel>,
     deadline: tokio::time::Instant,
+    limit: Option<u64>,
 ) -> anyhow::Result<(u64, Vec<u64>)> {
     let (tx, rx) = mpsc::channel::<pb::StreamingOutputCallRequest>(1);
     let requests = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
@@ -65,7 +80,7 @@ async fn one_stream(
     let msg = message();
     let mut count = 0u64;
     let mut latencies = Vec::new();
-    while tokio::time::Instant::now() < deadline {
+    while tokio::time::Instant::now() < deadline && limit.is_none_or(|l| count < l) {
         let sent = Instant::now();
         tx.send(msg.clone()).await.context("request stream closed")?;
         let reply = responses.message().await?.context("stream ended early")?;

@@ -104,6 +104,7 @@ async fn dump(server: &Server, out: &Path, n: u32) -> anyhow::Result<()> {
         .arg("--dump")
         .arg(server.pid().to_string())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .await?;
     ensure!(status.success(), "callgrind_control failed: {status}");

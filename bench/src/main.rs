@@ -149,6 +149,8 @@ fn main() -> anyhow::Result<()> {
     }
     let args = Args::parse();
 
+    // Read before pinning, which narrows what this process sees to one core.
+    let machine_before = machine();
     // Pinning: load generators (this process and the h2load children it starts) on the first
     // core, servers on the last one.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -201,10 +203,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&plan.profile_dir)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let machine_before = machine();
     let load_before = loadavg();
+    let busy_before = CpuUse::now();
     let (rows, idle, instr) = rt.block_on(run_suites(&suites, &plan))?;
     let load_after = loadavg();
+    let others = busy_before.and_then(|before| CpuUse::now().map(|after| after.others_since(&before)));
     let _ = std::fs::remove_dir_all(&work_dir);
 
     let mut md = String::new();
@@ -231,6 +234,13 @@ fn main() -> anyhow::Result<()> {
         }
     );
     let _ = writeln!(md, "- Load average (1/5/15 min): {load_before} before, {load_after} after");
+    if let Some((others, seconds)) = others {
+        let _ = writeln!(
+            md,
+            "- Other processes on the machine used {others:.2} CPU on average over the {seconds:.0} s run \
+             (all CPU time in /proc/stat minus this harness, its servers and h2load)"
+        );
+    }
     let _ = writeln!(
         md,
         "- {} alternation(s) A B per row, {} s per sample (after a {} s unmeasured warm-up of each); \
@@ -527,6 +537,43 @@ where
         out.push(f(s, plan.duration).await?);
     }
     Ok(out)
+}
+
+/// Machine-wide busy CPU time and this process tree's own, to tell how much else ran.
+struct CpuUse {
+    at: std::time::Instant,
+    machine_busy: f64,
+    ours: f64,
+}
+
+impl CpuUse {
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        let busy = cpu.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4 && *i < 8).map(|(_, v)| v).sum::<f64>();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let rusage = |who| {
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `ru` is a valid, writable rusage.
+            if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+                return 0.0;
+            }
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            tv(ru.ru_utime) + tv(ru.ru_stime)
+        };
+        // Children count once reaped: h2load and servers are all waited for.
+        let ours = rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN);
+        Some(Self { at: std::time::Instant::now(), machine_busy: busy / ticks, ours })
+    }
+
+    /// CPUs' worth of work by other processes since `before`, and the seconds elapsed.
+    fn others_since(&self, before: &CpuUse) -> (f64, f64) {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-9);
+        let others = (self.machine_busy - before.machine_busy) - (self.ours - before.ours);
+        (others.max(0.0) / secs, secs)
+    }
 }
 
 fn loadavg() -> String {

@@ -16,6 +16,7 @@ mod child;
 mod h2load;
 mod idle;
 mod instructions;
+mod machine;
 mod report;
 mod servers;
 mod stream;
@@ -50,7 +51,7 @@ struct Args {
     /// A short development run: one alternation of 1 s samples, 1,000 idle connections.
     #[arg(long)]
     quick: bool,
-    /// A/B alternations per row (default 3; 1 with --quick).
+    /// A/B alternations per row (default 5; 1 with --quick).
     #[arg(long)]
     rounds: Option<u32>,
     /// Seconds per sample (default 3; 1 with --quick).
@@ -59,7 +60,7 @@ struct Args {
     /// Idle HTTP/2 connections for the memory benchmark (default 10,000; 1,000 with --quick).
     #[arg(long)]
     idle_connections: Option<usize>,
-    /// Runtime worker threads of each server (default: one per core given to servers).
+    /// Runtime worker threads of each server (default 1: servers get one core).
     #[arg(long)]
     server_threads: Option<usize>,
     /// Run the baselines with their libraries' default connection settings (no HTTP/2
@@ -93,7 +94,7 @@ enum Suite {
     Websocket,
     /// Memory per idle HTTP/2 connection: portway vs tonic.
     IdleMemory,
-    /// User-space instructions per request under callgrind (deterministic), every unary path.
+    /// User-space instructions per request (or stream message) under callgrind: deterministic.
     Instructions,
     /// Everything above.
     All,
@@ -150,7 +151,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
     // Read before pinning, which narrows what this process sees to one core.
-    let machine_before = machine();
+    let machine_before = machine::describe();
     // Pinning: load generators (this process and the h2load children it starts) on the first
     // core, servers on the last one.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -186,7 +187,7 @@ fn main() -> anyhow::Result<()> {
     let work_dir = std::env::temp_dir().join(format!("portway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir)?;
     let plan = Plan {
-        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1),
         duration: Duration::from_secs(args.duration.unwrap_or(if args.quick { 1 } else { 3 }).max(1)),
         warmup: Duration::from_secs(1),
         idle_connections: args.idle_connections.unwrap_or(if args.quick { 1_000 } else { 10_000 }),
@@ -203,11 +204,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&plan.profile_dir)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let load_before = loadavg();
-    let busy_before = CpuUse::now();
+    let load_before = machine::loadavg();
+    let busy_before = machine::CpuUse::now(&[]);
     let (rows, idle, instr) = rt.block_on(run_suites(&suites, &plan))?;
-    let load_after = loadavg();
-    let others = busy_before.and_then(|before| CpuUse::now().map(|after| after.others_since(&before)));
+    let load_after = machine::loadavg();
+    let others = busy_before.and_then(|before| machine::CpuUse::now(&[]).map(|after| after.others_since(&before)));
     let _ = std::fs::remove_dir_all(&work_dir);
 
     let mut md = String::new();
@@ -234,11 +235,13 @@ fn main() -> anyhow::Result<()> {
         }
     );
     let _ = writeln!(md, "- Load average (1/5/15 min): {load_before} before, {load_after} after");
-    if let Some((others, seconds)) = others {
+    if let Some(o) = others {
         let _ = writeln!(
             md,
-            "- Other processes on the machine used {others:.2} CPU on average over the {seconds:.0} s run \
-             (all CPU time in /proc/stat minus this harness, its servers and h2load)"
+            "- Other processes on the machine used {:.2} CPU on average over the {:.0} s run (all busy CPU \
+             time in /proc/stat, including {:.2} CPU stolen by the hypervisor, minus this harness, its \
+             servers and h2load); the last column of the table gives the same per row",
+            o.others, o.seconds, o.steal
         );
     }
     let _ = writeln!(
@@ -295,7 +298,7 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                 let (a, b) = pair(Kind::Portway, Kind::Tonic, plan).await?;
                 for shape in h2 {
                     let Shape::H2 { conns, streams } = shape else { continue };
-                    let (sa, sb) =
+                    let (sa, sb, others) =
                         ab(plan, &a, &b, |s, d| stream::run(s, conns, streams, h2load::Budget::Time(d))).await;
                     rows.push(Row {
                         suite: "grpc-stream",
@@ -304,6 +307,7 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                         baseline: Kind::Tonic.label(),
                         a: sa,
                         b: sb,
+                        others,
                     });
                 }
             }
@@ -337,7 +341,11 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
             Suite::Websocket => {
                 let b = plan.start(Kind::WsEcho).await?;
                 for conns in [1u32, 128] {
-                    let side = match warm_and_sample(plan, &b, |s, d| ws::run(s, conns, d)).await {
+                    let before = machine::CpuUse::now(&[&b]);
+                    let result = warm_and_sample(plan, &b, |s, d| ws::run(s, conns, d)).await;
+                    let others = before
+                        .and_then(|before| machine::CpuUse::now(&[&b]).map(|after| after.others_since(&before).others));
+                    let side = match result {
                         Ok(samples) => Side::Measured(Summary::of(samples)),
                         Err(e) => Side::Failed(format!("{e:#}")),
                     };
@@ -348,6 +356,7 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                         baseline: Kind::WsEcho.label(),
                         a: Side::Pending("pending: the WebSocket adapter is not on this branch".into()),
                         b: side,
+                        others,
                     });
                 }
             }
@@ -464,10 +473,10 @@ async fn unary_row(
         anyhow::Ok((ea, eb))
     }
     .await;
-    let (a_side, b_side) = match expected {
+    let (a_side, b_side, others) = match expected {
         Err(e) => {
             let why = format!("spot check failed: {e:#}");
-            (Side::Failed(why.clone()), Side::Failed(why))
+            (Side::Failed(why.clone()), Side::Failed(why), None)
         }
         Ok((ea, eb)) => {
             let work = plan.work_dir.as_path();
@@ -479,7 +488,7 @@ async fn unary_row(
             .await
         }
     };
-    Row { suite, path: path.into(), shape: shape.label(), baseline: b.kind.label(), a: a_side, b: b_side }
+    Row { suite, path: path.into(), shape: shape.label(), baseline: b.kind.label(), a: a_side, b: b_side, others }
 }
 
 fn h2load_sample<'a>(
@@ -494,11 +503,12 @@ fn h2load_sample<'a>(
 }
 
 /// Warm-up of each side, then `rounds` alternations A B; failures end that side's sampling.
-async fn ab<'s, F, Fut>(plan: &Plan, a: &'s Server, b: &'s Server, mut f: F) -> (Side, Side)
+async fn ab<'s, F, Fut>(plan: &Plan, a: &'s Server, b: &'s Server, mut f: F) -> (Side, Side, Option<f64>)
 where
     F: FnMut(&'s Server, Duration) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Sample>>,
 {
+    let before = machine::CpuUse::now(&[a, b]);
     let mut errors: [Option<String>; 2] = [None, None];
     let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
     for (i, s) in [a, b].into_iter().enumerate() {
@@ -517,13 +527,15 @@ where
             }
         }
     }
+    let others =
+        before.and_then(|before| machine::CpuUse::now(&[a, b]).map(|after| after.others_since(&before).others));
     let [sa, sb] = samples;
     let [ea, eb] = errors;
     let side = |samples: Vec<Sample>, err: Option<String>| match err {
         Some(e) => Side::Failed(e),
         None => Side::Measured(Summary::of(samples)),
     };
-    (side(sa, ea), side(sb, eb))
+    (side(sa, ea), side(sb, eb), others)
 }
 
 async fn warm_and_sample<'s, F, Fut>(plan: &Plan, s: &'s Server, mut f: F) -> anyhow::Result<Vec<Sample>>
@@ -537,80 +549,4 @@ where
         out.push(f(s, plan.duration).await?);
     }
     Ok(out)
-}
-
-/// Machine-wide busy CPU time and this process tree's own, to tell how much else ran.
-struct CpuUse {
-    at: std::time::Instant,
-    machine_busy: f64,
-    ours: f64,
-}
-
-impl CpuUse {
-    fn now() -> Option<Self> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-        let busy = cpu.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4 && *i < 8).map(|(_, v)| v).sum::<f64>();
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let rusage = |who| {
-            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: `ru` is a valid, writable rusage.
-            if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-                return 0.0;
-            }
-            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-            tv(ru.ru_utime) + tv(ru.ru_stime)
-        };
-        // Children count once reaped: h2load and servers are all waited for.
-        let ours = rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN);
-        Some(Self { at: std::time::Instant::now(), machine_busy: busy / ticks, ours })
-    }
-
-    /// CPUs' worth of work by other processes since `before`, and the seconds elapsed.
-    fn others_since(&self, before: &CpuUse) -> (f64, f64) {
-        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-9);
-        let others = (self.machine_busy - before.machine_busy) - (self.ours - before.ours);
-        (others.max(0.0) / secs, secs)
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// CPU model, core count, memory, kernel, rustc and h2load versions.
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        .map(|kib| format!("{:.1} GiB", kib as f64 / 1048576.0))
-        .unwrap_or_else(|| "? GiB".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let version = |cmd: &str| {
-        std::process::Command::new(cmd)
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!(
-        "Machine: {model}, {cpus} CPU(s) available, {mem} RAM, Linux {}; {}; {}",
-        kernel.trim(),
-        version("rustc"),
-        version("h2load")
-    )
 }

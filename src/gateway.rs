@@ -1,5 +1,5 @@
-//! The routing service: CORS outermost, then [`classify`], then one adapter per protocol,
-//! every one of which ends in the same service stack.
+//! The routing service: CORS outermost (for the requests that need it), then [`classify`],
+//! then one adapter per protocol, every one of which ends in the same service stack.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,10 +9,11 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer as _, Service, ServiceExt as _};
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer, ExposeHeaders};
 
 use crate::config::{AllowedOrigins, Config};
 use crate::metrics::Metrics;
@@ -38,13 +39,17 @@ pub struct Shared {
 #[derive(Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,
-    grpc_web: tonic_web::GrpcWebService<GrpcStack>,
+    // Behind an `Arc` so that cloning the gateway for each request allocates nothing; only
+    // gRPC-Web requests clone the service itself.
+    grpc_web: Arc<tonic_web::GrpcWebService<GrpcStack>>,
     web: axum::Router,
 }
 
 /// Builds a [`Gateway`] around a native gRPC service (typically `tonic::service::Routes`).
 pub struct GatewayBuilder {
-    stack: GrpcStack,
+    /// Wraps the caller's service in the gateway's layers and boxes it once: a stack boxed
+    /// twice costs two allocations more on every call (one per clone, one per future).
+    stack: Box<dyn FnOnce(&Config) -> GrpcStack + Send>,
     methods: Option<MethodTable>,
     config: Config,
     metrics: Option<Arc<Metrics>>,
@@ -65,7 +70,10 @@ impl Gateway {
         S::Future: Send + 'static,
     {
         GatewayBuilder {
-            stack: BoxCloneSyncService::new(service),
+            stack: Box::new(move |config: &Config| {
+                let limited = MessageLimitLayer::new(config.max_message_bytes).layer(service);
+                BoxCloneSyncService::new(DeadlineLayer::new(config.max_call_timeout).layer(limited))
+            }),
             methods: None,
             config: Config::default(),
             metrics: None,
@@ -83,11 +91,17 @@ impl Gateway {
     }
 
     /// The service to hand to a connection: this gateway with CORS outermost.
-    pub fn into_service(self) -> tower_http::cors::Cors<Gateway> {
-        cors_layer(&self.shared.config).layer(self)
+    pub fn into_service(self) -> GatewayService {
+        GatewayService { cors: Arc::new(cors_layer(&self.shared.config).layer(self.clone())), plain: self }
     }
 
-    async fn route(self, req: Request<Body>) -> Response<Body> {
+    /// Serves one request. Generic over the body so that the gRPC paths convert it once,
+    /// straight into the stack's body type; every other adapter takes an axum `Body`.
+    async fn route<B>(self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let protocol = classify(&req);
         self.shared.metrics.request(protocol);
         match protocol {
@@ -96,13 +110,19 @@ impl Gateway {
                 resp.map(Body::new)
             }
             Protocol::GrpcWeb => {
-                let Ok(resp) = self.grpc_web.oneshot(req.map(tonic::body::Body::new)).await;
+                let Ok(resp) = (*self.grpc_web).clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
             }
-            Protocol::WebSocket => websocket::upgrade(self.shared, req).await,
-            Protocol::ConnectUnary(encoding) => connect::unary(self.shared, req, encoding).await,
-            Protocol::ConnectStream(encoding) => connect::stream(self.shared, req, encoding).await,
-            Protocol::ConnectGet => connect::get(self.shared, req).await,
+            // The adapters' futures are large; boxing them keeps this future (moved on every
+            // request, whatever its protocol) small.
+            Protocol::WebSocket => Box::pin(websocket::upgrade(self.shared, req.map(Body::new))).await,
+            Protocol::ConnectUnary(encoding) => {
+                Box::pin(connect::unary(self.shared, req.map(Body::new), encoding)).await
+            }
+            Protocol::ConnectStream(encoding) => {
+                Box::pin(connect::stream(self.shared, req.map(Body::new), encoding)).await
+            }
+            Protocol::ConnectGet => Box::pin(connect::get(self.shared, req.map(Body::new))).await,
             Protocol::UnsupportedMediaType => {
                 let mut resp = plain(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,7 +138,7 @@ impl Gateway {
                 );
                 resp
             }
-            Protocol::Web => match self.web.oneshot(req).await {
+            Protocol::Web => match self.web.oneshot(req.map(Body::new)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             },
@@ -147,16 +167,18 @@ impl GatewayBuilder {
 
     /// Builds the gateway.
     pub fn build(self) -> Gateway {
-        let limited = MessageLimitLayer::new(self.config.max_message_bytes).layer(self.stack);
-        let stack: GrpcStack =
-            BoxCloneSyncService::new(DeadlineLayer::new(self.config.max_call_timeout).layer(limited));
+        let stack: GrpcStack = (self.stack)(&self.config);
         let shared = Arc::new(Shared {
             stack: stack.clone(),
             methods: self.methods.unwrap_or_else(MethodTable::generated),
             config: self.config,
             metrics: self.metrics.unwrap_or_default(),
         });
-        Gateway { grpc_web: tonic_web::GrpcWebLayer::new().layer(stack), web: web::router(shared.clone()), shared }
+        Gateway {
+            grpc_web: Arc::new(tonic_web::GrpcWebLayer::new().layer(stack)),
+            web: web::router(shared.clone()),
+            shared,
+        }
     }
 }
 
@@ -176,7 +198,47 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.route(req.map(Body::new)).await) })
+        Box::pin(async move { Ok(this.route(req).await) })
+    }
+}
+
+/// A [`Gateway`] with CORS outermost: what [`Gateway::into_service`] returns, and what a
+/// connection serves.
+///
+/// A `POST` without an `Origin` header bypasses the CORS layer. Browsers send `Origin` on
+/// every cross-origin request and on every `POST`, so such a request never comes from a
+/// browser that needs CORS headers, and responses to `POST` are not cached, so none of them
+/// needs `Vary: Origin` either. Native gRPC clients, `curl` and other servers thus pay nothing
+/// for CORS (on the native gRPC path the layer's headers and their HPACK encoding were the
+/// gateway's largest cost). Everything else (preflights, `GET`s, browser calls) goes through it.
+#[derive(Clone)]
+pub struct GatewayService {
+    // hyper clones the service for every request; behind an `Arc`, the CORS settings (a few
+    // vectors) are cloned only for the requests that go through them.
+    cors: Arc<Cors<Gateway>>,
+    plain: Gateway,
+}
+
+impl<B> Service<Request<B>> for GatewayService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<<Cors<Gateway> as Service<Request<B>>>::Future, <Gateway as Service<Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both are always ready: the gateway is, and CORS adds no readiness of its own.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if req.method() == Method::POST && !req.headers().contains_key(header::ORIGIN) {
+            Either::Right(self.plain.call(req))
+        } else {
+            Either::Left((*self.cors).clone().call(req))
+        }
     }
 }
 

@@ -32,9 +32,10 @@ use crate::transcode::framing::{self, Decoder, FLAG_COMPRESSED, FLAG_END_STREAM,
 use crate::transcode::status::{ErrorBody, http_status};
 use crate::transcode::{CallEvent, CallSetup, MethodDescriptor, RequestMessages, RpcKind, call};
 
-const PROTOCOL_VERSION: &str = "connect-protocol-version";
-const TIMEOUT_MS: &str = "connect-timeout-ms";
-const STREAM_ENCODING: &str = "connect-content-encoding";
+// `HeaderName`s, not `&str`s: a lookup by `&str` parses the name on every request.
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("connect-protocol-version");
+const TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
+const STREAM_ENCODING: HeaderName = HeaderName::from_static("connect-content-encoding");
 
 /// Serves a Connect unary request (`POST` with `application/json` or `application/proto`).
 pub async fn unary(shared: Arc<Shared>, req: Request<Body>, encoding: Encoding) -> Response<Body> {
@@ -49,7 +50,7 @@ pub async fn unary(shared: Arc<Shared>, req: Request<Body>, encoding: Encoding) 
             return Err(Rejection::WrongShape(m.kind()));
         }
         let timeout = connect_timeout(&parts.headers)?;
-        let content_encoding = header_str(&parts.headers, CONTENT_ENCODING.as_str());
+        let content_encoding = header_str(&parts.headers, CONTENT_ENCODING);
         let raw = read_limited(body, shared.config.max_message_bytes).await?;
         let message = decode_body(raw, content_encoding, shared.config.max_message_bytes)?;
         Ok((method, timeout, message))
@@ -65,7 +66,7 @@ pub async fn unary(shared: Arc<Shared>, req: Request<Body>, encoding: Encoding) 
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(&shared, setup, method, encoding, &message).await
+    finish_unary(&shared, setup, method, encoding, message).await
 }
 
 /// Serves a Connect unary `GET` (`?encoding=json&message=...`).
@@ -124,7 +125,7 @@ pub async fn get(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(&shared, setup, method, encoding, &message).await
+    finish_unary(&shared, setup, method, encoding, message).await
 }
 
 async fn finish_unary(
@@ -132,20 +133,20 @@ async fn finish_unary(
     setup: CallSetup,
     method: Option<&MethodDescriptor>,
     encoding: Encoding,
-    message: &[u8],
+    message: Bytes,
 ) -> Response<Body> {
     let binary = match (encoding, method) {
-        (Encoding::Json, Some(m)) => match m.request().json_to_binary(message) {
+        (Encoding::Json, Some(m)) => match m.request().json_to_binary(&message) {
             Ok(b) => Bytes::from(b),
             Err(e) => return Rejection::Status(Status::invalid_argument(e.0)).into_unary_response(encoding),
         },
-        _ => Bytes::copy_from_slice(message),
+        _ => message,
     };
     let max = shared.config.max_message_bytes;
     let mut call = call::start(&shared.stack, setup, RequestMessages::One(binary), max).await;
-    let headers = call.headers().clone();
+    let headers = call.take_headers();
     match call.unary().await {
-        Ok((reply, status)) => {
+        Ok((reply, mut status)) => {
             let body = match (encoding, method) {
                 (Encoding::Json, Some(m)) => match m.response().binary_to_json(&reply) {
                     Ok(j) => Bytes::from(j),
@@ -162,7 +163,7 @@ async fn finish_unary(
             };
             let mut resp = Response::new(Body::from(body));
             *resp.headers_mut() = headers;
-            append_trailers(resp.headers_mut(), status.metadata().clone().into_headers());
+            append_trailers(resp.headers_mut(), std::mem::take(status.metadata_mut()).into_headers());
             resp.headers_mut().insert(CONTENT_TYPE, unary_content_type(encoding));
             resp
         }
@@ -218,7 +219,7 @@ pub async fn stream(shared: Arc<Shared>, req: Request<Body>, encoding: Encoding)
         extensions: parts.extensions,
     };
     let mut call = call::start(&shared.stack, setup, messages, max).await;
-    let headers = call.headers().clone();
+    let headers = call.take_headers();
 
     let out = async_stream::stream! {
         let mut failed_rx = failed_rx;
@@ -432,7 +433,7 @@ fn connect_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

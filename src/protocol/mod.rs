@@ -42,26 +42,29 @@ pub fn classify<B>(req: &Request<B>) -> Protocol {
     if is_websocket_upgrade(req) {
         return Protocol::WebSocket;
     }
+    // Compared case-insensitively in place: this runs on every request, so no lowercase copy.
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        .map(|v| v.split(';').next().unwrap_or_default().trim());
     let is_post = req.method() == Method::POST;
-    if let Some(ct) = content_type.as_deref() {
-        if ct.starts_with("application/grpc-web") {
+    if let Some(ct) = content_type {
+        if starts_with_ignore_case(ct, "application/grpc-web") {
             return Protocol::GrpcWeb;
         }
-        if ct == "application/grpc" || ct.starts_with("application/grpc+") {
+        if ct.eq_ignore_ascii_case("application/grpc") || starts_with_ignore_case(ct, "application/grpc+") {
             return Protocol::Grpc;
         }
         if is_post {
-            match ct {
-                "application/connect+json" => return Protocol::ConnectStream(Encoding::Json),
-                "application/connect+proto" => return Protocol::ConnectStream(Encoding::Proto),
-                "application/json" => return Protocol::ConnectUnary(Encoding::Json),
-                "application/proto" => return Protocol::ConnectUnary(Encoding::Proto),
-                _ => {}
+            const CONNECT: [(&str, Protocol); 4] = [
+                ("application/connect+json", Protocol::ConnectStream(Encoding::Json)),
+                ("application/connect+proto", Protocol::ConnectStream(Encoding::Proto)),
+                ("application/json", Protocol::ConnectUnary(Encoding::Json)),
+                ("application/proto", Protocol::ConnectUnary(Encoding::Proto)),
+            ];
+            if let Some((_, protocol)) = CONNECT.iter().find(|(name, _)| ct.eq_ignore_ascii_case(name)) {
+                return *protocol;
             }
         }
     }
@@ -76,6 +79,10 @@ pub fn classify<B>(req: &Request<B>) -> Protocol {
         }
     }
     Protocol::Web
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// `/pkg.Service/Method`: two segments, a dotted service name, a method with no dot.
@@ -136,6 +143,11 @@ mod tests {
             ("POST", rpc, Some("application/proto"), ConnectUnary(Proto)),
             ("POST", rpc, Some("application/connect+json"), ConnectStream(Json)),
             ("POST", rpc, Some("application/connect+proto"), ConnectStream(Proto)),
+            ("POST", rpc, Some("Application/gRPC-Web-Text"), GrpcWeb),
+            ("POST", rpc, Some("APPLICATION/GRPC+PROTO"), Grpc),
+            ("POST", rpc, Some("Application/JSON"), ConnectUnary(Json)),
+            ("POST", rpc, Some("application/Connect+JSON; charset=utf-8"), ConnectStream(Json)),
+            ("POST", rpc, Some("application/gr"), UnsupportedMediaType),
             ("POST", rpc, Some("text/plain"), UnsupportedMediaType),
             ("POST", rpc, None, UnsupportedMediaType),
             ("POST", "/grpc.testing.TestService/UnaryCall", Some("application/grpcx"), UnsupportedMediaType),

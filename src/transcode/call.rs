@@ -26,6 +26,13 @@ use super::framing::{self, Decoder, FLAG_COMPRESSED};
 use super::status::{code_from_http, decode_bin_value};
 use crate::middleware::deadline::{GRPC_TIMEOUT, format_grpc_timeout};
 
+// Looked up on every call: as `HeaderName`s they are hashed, not parsed, on each lookup.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
+const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+
 /// The service stack every protocol ends in: any tower service that speaks native gRPC.
 /// It never fails at the service level (`Infallible`): errors are gRPC statuses.
 pub type GrpcStack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -137,9 +144,9 @@ impl Call {
 
     fn from_response(resp: Response<Body>, max_message: usize) -> Self {
         let (parts, body) = resp.into_parts();
-        if let Some(status) = status_from_headers(&parts.headers) {
+        if parts.headers.contains_key(GRPC_STATUS) {
             // Trailers-only response: the headers are the trailers.
-            return Self::ended(status);
+            return Self::ended(status_from_trailers(parts.headers).unwrap_or_else(|| Status::unknown("")));
         }
         if parts.status != http::StatusCode::OK {
             let code = code_from_http(parts.status);
@@ -147,14 +154,20 @@ impl Call {
         }
         let mut headers = parts.headers;
         headers.remove(CONTENT_TYPE);
-        headers.remove("grpc-encoding");
-        headers.remove("grpc-accept-encoding");
+        headers.remove(GRPC_ENCODING);
+        headers.remove(GRPC_ACCEPT_ENCODING);
         Self { headers, body: Some(body), decoder: Decoder::new(max_message), pending_end: None }
     }
 
     /// The response headers: the call's initial metadata.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    /// Moves the response headers out (leaving an empty map), for an adapter that puts them
+    /// on its own response: cheaper than cloning them.
+    pub fn take_headers(&mut self) -> HeaderMap {
+        std::mem::take(&mut self.headers)
     }
 
     /// The next message, or the final status. After `End`, keeps returning `End`.
@@ -182,7 +195,7 @@ impl Call {
                     Ok(data) => self.decoder.push(&data),
                     Err(frame) => {
                         let trailers = frame.into_trailers().unwrap_or_default();
-                        let status = status_from_headers(&trailers)
+                        let status = status_from_trailers(trailers)
                             .unwrap_or_else(|| Status::internal("service sent trailers without grpc-status"));
                         self.body = None;
                         if let Err(e) = self.decoder.finish() {
@@ -243,28 +256,28 @@ impl CallEvent {
 /// keeping the other entries as the status metadata. Unlike tonic's own parser, it never
 /// panics on a malformed details value (proxied services are not trusted).
 pub fn status_from_headers(headers: &HeaderMap) -> Option<Status> {
-    let code = headers.get("grpc-status")?;
+    if !headers.contains_key(GRPC_STATUS) {
+        return None;
+    }
+    status_from_trailers(headers.clone())
+}
+
+/// [`status_from_headers`] for a map the caller owns: its remaining entries become the
+/// status metadata without a copy.
+fn status_from_trailers(mut headers: HeaderMap) -> Option<Status> {
+    let code = headers.remove(GRPC_STATUS)?;
     let code = code.to_str().ok().and_then(|s| s.parse::<i32>().ok()).map_or(Code::Unknown, Code::from_i32);
     let message = headers
-        .get("grpc-message")
+        .remove(GRPC_MESSAGE)
         .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy().into_owned())
         .unwrap_or_default();
     let details = headers
-        .get("grpc-status-details-bin")
-        .and_then(|v| v.to_str().ok())
-        .and_then(decode_bin_value)
+        .remove(GRPC_STATUS_DETAILS)
+        .and_then(|v| v.to_str().ok().and_then(decode_bin_value))
         .map(Bytes::from)
         .unwrap_or_default();
-    let mut metadata = headers.clone();
-    for h in ["grpc-status", "grpc-message", "grpc-status-details-bin", "content-type"] {
-        metadata.remove(h);
-    }
-    Some(Status::with_details_and_metadata(
-        code,
-        message,
-        details,
-        tonic::metadata::MetadataMap::from_headers(metadata),
-    ))
+    headers.remove(CONTENT_TYPE);
+    Some(Status::with_details_and_metadata(code, message, details, tonic::metadata::MetadataMap::from_headers(headers)))
 }
 
 /// A request body fed by a channel of binary messages, framed as gRPC on the way out.

@@ -1,0 +1,99 @@
+//! Memory per idle HTTP/2 connection: a fresh server, a few warm-up calls, its RSS; then `n`
+//! connections that each complete the HTTP/2 handshake and one successful unary call and then
+//! sit idle; the RSS again. (after − before) / n is what an idle client costs the server.
+//!
+//! Client sockets are bound to source addresses spread over 127.0.0.2–127.0.0.254, so that
+//! repeated samples never run out of ephemeral ports (closed client sockets wait in TIME_WAIT).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use bytes::Bytes;
+use tokio::net::TcpSocket;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::calls;
+use crate::child::Server;
+
+/// One open client connection; dropping it closes the connection.
+struct Conn {
+    _send: h2::client::SendRequest<Bytes>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Returns the server's RSS (bytes) before and after `n` idle connections were opened.
+pub async fn run(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
+    // Warm-up: lazily initialised state (thread-locals, allocator arenas, the routes) is not
+    // per-connection memory.
+    for i in 0..8 {
+        drop(open(server.addr, i).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss()?;
+
+    let limit = Arc::new(Semaphore::new(256));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = limit.clone().acquire_owned().await?;
+        let addr = server.addr;
+        tasks.spawn(async move {
+            let conn = open(addr, i).await;
+            drop(permit);
+            conn
+        });
+    }
+    let mut held = Vec::with_capacity(n);
+    while let Some(conn) = tasks.join_next().await {
+        held.push(conn?.context("opening an idle connection")?);
+    }
+    ensure!(held.len() == n, "opened {} of {n} connections", held.len());
+    // Let the server finish whatever it does after a call (buffers returned to the allocator).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss()?;
+    drop(held);
+    Ok((before, after))
+}
+
+async fn open(addr: SocketAddr, i: usize) -> anyhow::Result<Conn> {
+    let socket = TcpSocket::new_v4()?;
+    let source = Ipv4Addr::new(127, 0, 0, (2 + i % 253) as u8);
+    socket.bind(SocketAddr::new(source.into(), 0))?;
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (send, conn) = h2::client::handshake(tcp).await?;
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await?;
+    let call = calls::grpc();
+    let mut req = http::Request::post(format!("http://{addr}{}", call.path)).body(())?;
+    for (name, value) in &call.headers {
+        req.headers_mut().insert(*name, http::HeaderValue::from_static(value));
+    }
+    let (resp, mut body_tx) = send.send_request(req, false)?;
+    body_tx.send_data(call.body.clone(), true)?;
+    let resp = resp.await?;
+    ensure!(resp.status() == http::StatusCode::OK, "HTTP {}", resp.status());
+    let mut body = resp.into_body();
+    let mut received = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        received.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await?.context("no trailers")?;
+    ensure!(trailers.get("grpc-status").is_some_and(|s| s == "0"), "grpc-status {:?}", trailers.get("grpc-status"));
+    let frames = calls::frames(received.freeze())?;
+    ensure!(frames.len() == 1, "expected one response message, got {}", frames.len());
+    calls::check_message(&frames[0].1)?;
+    Ok(Conn { _send: send, task })
+}

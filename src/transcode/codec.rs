@@ -71,7 +71,12 @@ where
     fn binary_to_json(&self, binary: &[u8]) -> Result<Vec<u8>, CodecError> {
         let message =
             T::decode(binary).map_err(|e| CodecError(format!("invalid protobuf for {}: {e}", self.type_name)))?;
-        serde_json::to_vec(&message).map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.type_name)))
+        // Sized for the usual expansion (field names, base64 of bytes fields), so that the
+        // buffer seldom grows while it is written.
+        let mut json = Vec::with_capacity(binary.len().saturating_mul(2).saturating_add(64));
+        serde_json::to_writer(&mut json, &message)
+            .map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.type_name)))?;
+        Ok(json)
     }
 }
 

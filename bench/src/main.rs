@@ -12,6 +12,7 @@
 //! a spot check of each server's answer with a client of our own before it is loaded.
 
 mod calls;
+mod cgdiff;
 mod child;
 mod h2load;
 mod idle;
@@ -43,7 +44,11 @@ use crate::servers::Kind;
 
 /// portway's benchmarks: A (portway) against B (a baseline) in the same run.
 #[derive(Debug, Parser)]
-#[command(about, after_help = "Internal: `portway-bench serve <KIND> [--cpu N] [--threads N]` runs one server.")]
+#[command(
+    about,
+    after_help = "Also: `portway-bench callgrind-diff A.out [B.out] [--calls N]` compares callgrind dumps;\n\
+                  internal: `portway-bench serve <KIND> [--cpu N] [--threads N]` runs one server."
+)]
 struct Args {
     /// What to run.
     #[arg(required = true, value_enum)]
@@ -114,6 +119,21 @@ struct ServeArgs {
     plain: bool,
 }
 
+/// `callgrind-diff` arguments: self cost per call by function, A minus B.
+#[derive(Debug, Parser)]
+struct DiffArgs {
+    /// A callgrind dump (e.g. `callgrind.grpc-unary.portway.h2_1_1.out.2`).
+    a: PathBuf,
+    /// The dump to subtract (e.g. the baseline's); without it, A's own costs.
+    b: Option<PathBuf>,
+    /// Calls the dumps cover (the `instructions` suite counts 5,120; 1,024 with --quick).
+    #[arg(long, default_value_t = 5120)]
+    calls: u64,
+    /// Functions to list.
+    #[arg(long, default_value_t = 40)]
+    top: usize,
+}
+
 /// Raises the soft open-file limit to the hard limit (10,000 idle connections need it).
 pub fn raise_nofile() {
     if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
@@ -147,6 +167,10 @@ fn main() -> anyhow::Result<()> {
     if argv.get(1).is_some_and(|a| a == "serve") {
         let serve = ServeArgs::parse_from(argv.iter().skip(1));
         return servers::run(serve.kind, serve.cpu, serve.threads, serve.plain);
+    }
+    if argv.get(1).is_some_and(|a| a == "callgrind-diff") {
+        let diff = DiffArgs::parse_from(argv.iter().skip(1));
+        return cgdiff::run(&diff.a, diff.b.as_deref(), diff.calls, diff.top);
     }
     let args = Args::parse();
 

@@ -1,6 +1,10 @@
-//! Memory per idle HTTP/2 connection: a fresh server, a few warm-up calls, its RSS; then `n`
-//! connections that each complete the HTTP/2 handshake and one successful unary call and then
-//! sit idle; the RSS again. (after − before) / n is what an idle client costs the server.
+//! Memory per idle connection: a fresh server, a few warm-up connections, its RSS; then `n`
+//! connections that sit idle; the RSS again. (after − before) / n is what an idle client costs
+//! the server.
+//!
+//! - HTTP/2 ([`run`]): each connection completes the handshake and one successful unary call.
+//! - WebSocket ([`run_ws`]): each socket completes the upgrade; against portway it asks for
+//!   `portway.v1.json` and waits for the `hello` frame, so the session is fully set up.
 //!
 //! Client sockets are bound to source addresses spread over 127.0.0.2–127.0.0.254, so that
 //! repeated samples never run out of ephemeral ports (closed client sockets wait in TIME_WAIT).
@@ -63,11 +67,61 @@ pub async fn run(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
     Ok((before, after))
 }
 
-async fn open(addr: SocketAddr, i: usize) -> anyhow::Result<Conn> {
+/// A client socket bound to the loopback source address number `i` (of 253).
+pub fn source_socket(i: usize) -> anyhow::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
     let source = Ipv4Addr::new(127, 0, 0, (2 + i % 253) as u8);
     socket.bind(SocketAddr::new(source.into(), 0))?;
-    let tcp = socket.connect(addr).await?;
+    Ok(socket)
+}
+
+/// Returns the server's RSS (bytes) before and after `n` idle WebSockets were opened.
+pub async fn run_ws(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
+    let portway = server.kind == crate::servers::Kind::Portway;
+    for i in 0..8 {
+        let mut ws = open_ws(server.addr, portway, i).await?;
+        let _ = futures_util::SinkExt::close(&mut ws).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss()?;
+
+    let limit = Arc::new(Semaphore::new(256));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = limit.clone().acquire_owned().await?;
+        let addr = server.addr;
+        tasks.spawn(async move {
+            let ws = open_ws(addr, portway, i).await;
+            drop(permit);
+            ws
+        });
+    }
+    let mut held = Vec::with_capacity(n);
+    while let Some(ws) = tasks.join_next().await {
+        held.push(ws?.context("opening an idle WebSocket")?);
+    }
+    ensure!(held.len() == n, "opened {} of {n} sockets", held.len());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss()?;
+    drop(held);
+    Ok((before, after))
+}
+
+async fn open_ws(
+    addr: SocketAddr,
+    portway: bool,
+    i: usize,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>> {
+    let mut ws = crate::ws::connect(addr, portway, i).await?;
+    if portway {
+        let hello = crate::ws::next_text(&mut ws).await?;
+        ensure!(hello.starts_with(r#"{"type":"hello""#), "expected hello, got {hello}");
+    }
+    Ok(ws)
+}
+
+async fn open(addr: SocketAddr, i: usize) -> anyhow::Result<Conn> {
+    let tcp = source_socket(i)?.connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (send, conn) = h2::client::handshake(tcp).await?;
     let task = tokio::spawn(async move {

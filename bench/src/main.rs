@@ -39,7 +39,7 @@ use clap::{Parser, ValueEnum};
 use crate::calls::HttpCall;
 use crate::child::Server;
 use crate::h2load::Shape;
-use crate::report::{IdleRow, InstrRow, Row, Sample, Side, Summary};
+use crate::report::{IdleKind, IdleRow, InstrRow, Row, Sample, Side, Summary};
 use crate::servers::Kind;
 
 /// portway's benchmarks: A (portway) against B (a baseline) in the same run.
@@ -62,7 +62,8 @@ struct Args {
     /// Seconds per sample (default 3; 1 with --quick).
     #[arg(long)]
     duration: Option<u64>,
-    /// Idle HTTP/2 connections for the memory benchmark (default 10,000; 1,000 with --quick).
+    /// Idle HTTP/2 connections and idle WebSockets for the memory benchmark (default 10,000 of
+    /// each; 1,000 with --quick).
     #[arg(long)]
     idle_connections: Option<usize>,
     /// Runtime worker threads of each server (default 1: servers get one core).
@@ -95,9 +96,10 @@ enum Suite {
     Connect,
     /// JSON over HTTP: portway (Connect JSON) vs an axum + serde_json handler.
     Json,
-    /// WebSocket echo: the portway slot is pending; tokio-tungstenite echo as the baseline.
+    /// WebSocket bidi echo: portway's `portway.v1.json` protocol vs a tokio-tungstenite echo.
     Websocket,
-    /// Memory per idle HTTP/2 connection: portway vs tonic.
+    /// Memory per idle HTTP/2 connection (portway vs tonic) and per idle WebSocket (portway vs
+    /// a tokio-tungstenite echo).
     IdleMemory,
     /// User-space instructions per request (or stream message) under callgrind: deterministic.
     Instructions,
@@ -282,7 +284,7 @@ fn main() -> anyhow::Result<()> {
         md.push_str(&report::table(&rows));
     }
     if !idle.is_empty() {
-        let _ = writeln!(md, "\n### Memory per idle HTTP/2 connection\n");
+        let _ = writeln!(md, "\n### Memory per idle HTTP/2 connection and per idle WebSocket\n");
         md.push_str(&report::idle_table(&idle));
     }
     if !instr.is_empty() {
@@ -363,49 +365,52 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                 }
             }
             Suite::Websocket => {
-                let b = plan.start(Kind::WsEcho).await?;
-                for conns in [1u32, 128] {
-                    let before = machine::CpuUse::now(&[&b]);
-                    let result = warm_and_sample(plan, &b, |s, d| ws::run(s, conns, d)).await;
-                    let others = before
-                        .and_then(|before| machine::CpuUse::now(&[&b]).map(|after| after.others_since(&before).others));
-                    let side = match result {
-                        Ok(samples) => Side::Measured(Summary::of(samples)),
-                        Err(e) => Side::Failed(format!("{e:#}")),
-                    };
+                let (a, b) = pair(Kind::Portway, Kind::WsEcho, plan).await?;
+                // sockets × messages in flight on each
+                for (conns, window) in [(1u32, 1u32), (1, 16), (128, 1)] {
+                    eprintln!("   WebSocket ws {conns}×{window}");
+                    let (sa, sb, others) = ab(plan, &a, &b, |s, d| ws::run(s, conns, window, d)).await;
                     rows.push(Row {
                         suite: "websocket",
-                        path: "WebSocket echo (per message)".into(),
-                        shape: format!("ws {conns}×1"),
+                        path: "WebSocket bidi echo (per message)".into(),
+                        shape: format!("ws {conns}×{window}"),
                         baseline: Kind::WsEcho.label(),
-                        a: Side::Pending("pending: the WebSocket adapter is not on this branch".into()),
-                        b: side,
+                        a: sa,
+                        b: sb,
                         others,
                     });
                 }
             }
             Suite::IdleMemory => {
-                let mut per =
-                    [(Kind::Portway, IdleRow::new("portway", plan)), (Kind::Tonic, IdleRow::new("tonic", plan))];
-                for round in 0..plan.idle_rounds {
-                    for (kind, row) in per.iter_mut() {
-                        eprintln!("   idle memory {} round {}", kind.label(), round + 1);
-                        let result = async {
-                            let server = plan.start(*kind).await?;
-                            idle::run(&server, plan.idle_connections).await
-                        }
-                        .await;
-                        match result {
-                            Ok((before, after)) => {
-                                row.rss_before.push(before);
-                                row.rss_after.push(after);
-                                row.per_conn.push(after.saturating_sub(before) as f64 / plan.idle_connections as f64);
+                for (what, baseline) in [(IdleKind::Http2, Kind::Tonic), (IdleKind::WebSocket, Kind::WsEcho)] {
+                    let mut per = [
+                        (Kind::Portway, IdleRow::new("portway", what, plan)),
+                        (baseline, IdleRow::new(baseline.label(), what, plan)),
+                    ];
+                    for round in 0..plan.idle_rounds {
+                        for (kind, row) in per.iter_mut() {
+                            eprintln!("   idle {} memory {} round {}", what.label(), kind.label(), round + 1);
+                            let result = async {
+                                let server = plan.start(*kind).await?;
+                                match what {
+                                    IdleKind::Http2 => idle::run(&server, plan.idle_connections).await,
+                                    IdleKind::WebSocket => idle::run_ws(&server, plan.idle_connections).await,
+                                }
                             }
-                            Err(e) => row.error = Some(format!("{e:#}")),
+                            .await;
+                            match result {
+                                Ok((before, after)) => {
+                                    row.rss_before.push(before);
+                                    row.rss_after.push(after);
+                                    row.per_conn
+                                        .push(after.saturating_sub(before) as f64 / plan.idle_connections as f64);
+                                }
+                                Err(e) => row.error = Some(format!("{e:#}")),
+                            }
                         }
                     }
+                    idle.extend(per.into_iter().map(|(_, r)| r));
                 }
-                idle.extend(per.into_iter().map(|(_, r)| r));
             }
             Suite::Instructions => {
                 use instructions::Work;
@@ -463,9 +468,10 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
 }
 
 impl IdleRow {
-    fn new(server: &'static str, plan: &Plan) -> Self {
+    fn new(server: &'static str, what: IdleKind, plan: &Plan) -> Self {
         Self {
             server,
+            what,
             connections: plan.idle_connections,
             per_conn: Vec::new(),
             rss_before: Vec::new(),
@@ -560,17 +566,4 @@ where
         None => Side::Measured(Summary::of(samples)),
     };
     (side(sa, ea), side(sb, eb), others)
-}
-
-async fn warm_and_sample<'s, F, Fut>(plan: &Plan, s: &'s Server, mut f: F) -> anyhow::Result<Vec<Sample>>
-where
-    F: FnMut(&'s Server, Duration) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Sample>>,
-{
-    f(s, plan.warmup).await?;
-    let mut out = Vec::new();
-    for _ in 0..plan.rounds {
-        out.push(f(s, plan.duration).await?);
-    }
-    Ok(out)
 }

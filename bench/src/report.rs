@@ -76,8 +76,6 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
 #[derive(Debug, Clone)]
 pub enum Side {
     Measured(Summary),
-    /// Not measurable on this branch (said in words, never as a number).
-    Pending(String),
     Failed(String),
 }
 
@@ -115,9 +113,26 @@ impl Row {
 }
 
 /// Memory held by idle HTTP/2 connections.
+/// What sits idle in the idle-memory benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleKind {
+    Http2,
+    WebSocket,
+}
+
+impl IdleKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            IdleKind::Http2 => "HTTP/2 connection",
+            IdleKind::WebSocket => "WebSocket",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IdleRow {
     pub server: &'static str,
+    pub what: IdleKind,
     pub connections: usize,
     /// RSS deltas divided by the connection count, one per sample (bytes).
     pub per_conn: Vec<f64>,
@@ -226,7 +241,6 @@ pub fn table(rows: &[Row]) -> String {
             (a, b) => {
                 let side = |s: &Side| match s {
                     Side::Measured(_) => String::new(),
-                    Side::Pending(why) => why.clone(),
                     Side::Failed(why) => format!("FAILED: {}", why.replace('\n', " ").replace('|', "/")),
                 };
                 let (ar, ap50, ap99, acpu) = match a {
@@ -250,18 +264,28 @@ pub fn table(rows: &[Row]) -> String {
 /// The idle-memory table.
 pub fn idle_table(rows: &[IdleRow]) -> String {
     let mut out = String::new();
-    out.push_str("| Server | Idle HTTP/2 connections | RSS before (MiB) | RSS after (MiB) | KiB per connection (median) | samples (KiB) |\n");
-    out.push_str("|---|--:|--:|--:|--:|---|\n");
+    out.push_str(
+        "| Idle | Server | Count | RSS before (MiB) | RSS after (MiB) | KiB each (median) | samples (KiB) |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|---|\n");
     for r in rows {
         if let Some(e) = &r.error {
-            let _ = writeln!(out, "| {} | {} | FAILED: {} | | | |", r.server, r.connections, e.replace('|', "/"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | FAILED: {} | | | |",
+                r.what.label(),
+                r.server,
+                r.connections,
+                e.replace('|', "/")
+            );
             continue;
         }
         let mib = |v: &[u64]| num(median(v.iter().map(|b| *b as f64 / 1048576.0)));
         let samples: Vec<String> = r.per_conn.iter().map(|b| format!("{:.2}", b / 1024.0)).collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | **{:.2}** | {} |",
+            "| {} | {} | {} | {} | {} | **{:.2}** | {} |",
+            r.what.label(),
             r.server,
             r.connections,
             mib(&r.rss_before),
@@ -351,11 +375,23 @@ pub fn targets(rows: &[Row], idle: &[IdleRow], instr: &[InstrRow]) -> String {
             line(what, r.ratio().map(|x| (x, format!("{x:.3} ({})", r.shape))), limit);
         }
     }
-    if let Some(r) = idle.iter().find(|r| r.server == "portway" && r.error.is_none()) {
-        let kib = r.median_per_conn() / 1024.0;
-        line("idle memory ≤ 10 KiB per HTTP/2 connection", Some((kib, format!("{kib:.2} KiB"))), 10.0);
-    } else {
-        line("idle memory ≤ 10 KiB per HTTP/2 connection", None, 10.0);
+    for shape in ["ws 1×1", "ws 1×16", "ws 128×1"] {
+        // A rate target: B's rate over A's, so that "≤ 1.25" reads "A ≥ 0.8× B".
+        let m = find("websocket", shape).and_then(|r| r.a.summary().zip(r.b.summary())).map(|(a, b)| {
+            (
+                b.rate / a.rate,
+                format!("{:.3}× the echo rate ({shape}; CPU/msg {:.2}×)", a.rate / b.rate, a.cpu_us / b.cpu_us),
+            )
+        });
+        line("WebSocket echo: rate ≥ 0.8× tokio-tungstenite", m, 1.0 / 0.8);
+    }
+    for (what, limit) in [(IdleKind::Http2, 10.0), (IdleKind::WebSocket, 16.0)] {
+        let name = format!("idle memory ≤ {limit} KiB per {}", what.label());
+        let m = idle.iter().find(|r| r.server == "portway" && r.what == what && r.error.is_none()).map(|r| {
+            let kib = r.median_per_conn() / 1024.0;
+            (kib, format!("{kib:.2} KiB"))
+        });
+        line(&name, m, limit);
     }
     out
 }

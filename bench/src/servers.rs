@@ -53,11 +53,12 @@ impl Kind {
     }
 }
 
-/// WebSocket buffer sizes of the echo baseline: tungstenite's (and so axum's) defaults,
-/// written out so that the gateway's WebSocket adapter can be measured with the same.
-pub const WS_READ_BUFFER: usize = 128 * 1024;
-/// See [`WS_READ_BUFFER`].
-pub const WS_WRITE_BUFFER: usize = 128 * 1024;
+/// WebSocket read and write buffer sizes: portway's defaults, which the echo baseline (and
+/// the harness's clients) use too, so that both servers hold the same buffers per socket.
+pub fn ws_buffers() -> (usize, usize) {
+    let ws = portway::Config::default().websocket;
+    (ws.read_buffer_bytes, ws.write_buffer_bytes)
+}
 
 /// Runs a server until its stdin closes (the harness holds the other end), after printing
 /// `PORT <port>` on stdout.
@@ -96,8 +97,10 @@ async fn routes() -> anyhow::Result<tonic::service::Routes> {
 
 async fn portway(listener: TcpListener) -> anyhow::Result<()> {
     let mut config = portway::Config::default();
-    // The idle-connection benchmark opens 10,000 connections; everything else is the default.
+    // The idle-connection benchmarks open 10,000 connections (or sockets); everything else is
+    // the default.
     config.http.max_connections = 1_000_000;
+    config.websocket.max_sockets = 1_000_000;
     let gateway = portway::Gateway::builder(routes().await?).config(config).build();
     portway::serve(listener, gateway, std::future::pending()).await?;
     Ok(())
@@ -340,7 +343,8 @@ async fn axum_unary(body: Bytes) -> axum::response::Response {
 
 async fn ws_echo(listener: TcpListener) -> anyhow::Result<()> {
     use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-    let config = WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER).write_buffer_size(WS_WRITE_BUFFER);
+    let (read, write) = ws_buffers();
+    let config = WebSocketConfig::default().read_buffer_size(read).write_buffer_size(write);
     loop {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);

@@ -115,18 +115,36 @@ impl Drop for SocketSlot {
     }
 }
 
+/// What waits for the writer: kept to 24 bytes (a `Message` takes twice that), because the
+/// queue allocates room for a block of them on every socket, idle or not.
+enum Out {
+    Text(String),
+    Ping,
+    Close(Box<CloseFrame>),
+}
+
+impl From<Out> for Message {
+    fn from(out: Out) -> Self {
+        match out {
+            Out::Text(text) => Message::Text(Utf8Bytes::from(text)),
+            Out::Ping => Message::Ping(Bytes::new()),
+            Out::Close(close) => Message::Close(Some(*close)),
+        }
+    }
+}
+
 /// The queue to the writer.
 #[derive(Clone)]
-pub(super) struct Outbox(mpsc::Sender<Message>);
+pub(super) struct Outbox(mpsc::Sender<Out>);
 
 impl Outbox {
     /// Queues a text frame, waiting while the queue is full; `false` once the socket is gone.
     pub(super) async fn send(&self, text: String) -> bool {
-        self.0.send(Message::Text(Utf8Bytes::from(text))).await.is_ok()
+        self.0.send(Out::Text(text)).await.is_ok()
     }
 
-    async fn send_message(&self, msg: Message) -> bool {
-        self.0.send(msg).await.is_ok()
+    async fn send_out(&self, out: Out) -> bool {
+        self.0.send(out).await.is_ok()
     }
 }
 
@@ -217,7 +235,14 @@ impl Session {
                 frame = stream.next() => {
                     last_heard = Instant::now();
                     let flow = match frame {
-                        Some(Ok(msg)) => self.on_message(msg).await,
+                        // Message frames take the synchronous fast path; everything else is
+                        // boxed, so that its (large) future is not part of every idle
+                        // socket's state.
+                        Some(Ok(Message::Text(text))) => match self.fast_path(text.as_str()) {
+                            Some(flow) => flow,
+                            None => Box::pin(self.on_text(text.as_str())).await,
+                        },
+                        Some(Ok(msg)) => Box::pin(self.on_message(msg)).await,
                         Some(Err(e)) => Flow::Close(close_for_read_error(e.into())),
                         None => Flow::Close(None),
                     };
@@ -227,7 +252,7 @@ impl Session {
                 }
                 _ = heartbeat.tick() => {
                     if !self.out.send(frames::HEARTBEAT.to_string()).await
-                        || !self.out.send_message(Message::Ping(Bytes::new())).await
+                        || !self.out.send_out(Out::Ping).await
                     {
                         break None;
                     }
@@ -247,13 +272,16 @@ impl Session {
         };
         if let Some(close) = close {
             // Best effort: the writer may be gone already.
-            let _ = tokio::time::timeout(limits.idle_timeout, self.out.send_message(Message::Close(Some(close)))).await;
+            let _ = tokio::time::timeout(limits.idle_timeout, self.out.send_out(Out::Close(Box::new(close)))).await;
         }
     }
 
     async fn on_message(&mut self, msg: Message) -> Flow {
         match msg {
-            Message::Text(text) => self.on_text(text.as_str()).await,
+            Message::Text(text) => match self.fast_path(text.as_str()) {
+                Some(flow) => flow,
+                None => self.on_text(text.as_str()).await,
+            },
             Message::Binary(_) => {
                 self.error(None, Reason::BinaryFrame, "portway.v1.json uses text frames only").await;
                 Flow::Continue
@@ -264,16 +292,20 @@ impl Session {
         }
     }
 
-    async fn on_text(&mut self, text: &str) -> Flow {
-        // The hot path: a message frame in canonical shape, for an open call, that its
-        // codec accepts. Anything else takes the general path below, which decides.
-        if let Some((id, json)) = frames::canonical_message(text)
-            && let Some(handle) = self.handles.get(&id)
-            && json.len() <= self.ctx.limits.max_message_bytes
-            && let Ok(binary) = handle.method.request().json_to_binary(json.as_bytes())
-        {
-            return self.deliver(id, Bytes::from(binary), false);
+    /// The hot path: a message frame in canonical shape, for an open call, that its codec
+    /// accepts. `None` for anything else, which takes the general path ([`Self::on_text`]).
+    fn fast_path(&mut self, text: &str) -> Option<Flow> {
+        let (id, json) = frames::canonical_message(text)?;
+        let handle = self.handles.get(&id)?;
+        if json.len() > self.ctx.limits.max_message_bytes {
+            return None;
         }
+        let binary = handle.method.request().json_to_binary(json.as_bytes()).ok()?;
+        Some(self.deliver(id, Bytes::from(binary), false))
+    }
+
+    /// Any text frame but one [`Self::fast_path`] took.
+    async fn on_text(&mut self, text: &str) -> Flow {
         let frame: ClientFrame<'_> = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
@@ -570,16 +602,16 @@ fn close_for_read_error(error: axum::BoxError) -> Option<CloseFrame> {
 
 /// The writer: the only user of the sink. Feeds queued frames and flushes when the queue
 /// runs dry, so bursts go out in few writes. A write stuck for `timeout` ends the socket.
-async fn write_loop<Si>(mut sink: Si, mut rx: mpsc::Receiver<Message>, timeout: Duration, _task: TaskGuard)
+async fn write_loop<Si>(mut sink: Si, mut rx: mpsc::Receiver<Out>, timeout: Duration, _task: TaskGuard)
 where
     Si: Sink<Message> + Unpin,
     Si::Error: std::fmt::Display,
 {
     'outer: while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            let closing = matches!(msg, Message::Close(_));
-            match tokio::time::timeout(timeout, sink.feed(msg)).await {
+        while let Some(out) = next.take() {
+            let closing = matches!(out, Out::Close(_));
+            match tokio::time::timeout(timeout, sink.feed(Message::from(out))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "WebSocket write failed");

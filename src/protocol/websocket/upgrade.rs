@@ -120,7 +120,9 @@ fn origin_check(headers: &HeaderMap, authority: Option<&str>, config: &Config) -
 /// The upgrade's headers as metadata for every call: handshake headers dropped, cookies
 /// only when trusted, and the bearer token (if any) as `authorization`.
 fn connection_metadata(headers: &HeaderMap, cookies_trusted: bool, token: Option<&str>) -> Result<HeaderMap, String> {
-    let mut out = HeaderMap::with_capacity(headers.len());
+    // Empty until something is kept: most upgrades carry only handshake headers, and this
+    // map lives as long as the socket.
+    let mut out = HeaderMap::new();
     for (name, value) in headers {
         if is_reserved_header(name) || (*name == header::COOKIE && !cookies_trusted) {
             continue;

@@ -18,12 +18,14 @@
 //! The envelope scanning is hand-written: [`crate::transcode::framing::Decoder`] buffers
 //! whole messages and tonic's decoder is private, while this only needs the headers.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
+use pin_project_lite::pin_project;
 use tonic::Status;
 use tonic::body::Body;
 
@@ -59,11 +61,12 @@ pub struct MessageLimit<S> {
 impl<S> tower::Service<Request<Body>> for MessageLimit<S>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>>,
-    S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+    // Not boxed: this layer sits on every call of every protocol, and the stack around it
+    // is boxed once already.
+    type Future = MessageLimitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -74,20 +77,41 @@ where
         let req = req.map(|body| {
             Body::new(LimitedRequest { inner: body, scanner: Scanner::new(max), error: None, failed: false })
         });
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let resp = fut.await?;
-            // Only gRPC bodies are made of envelopes; leave anything else (an HTTP error
-            // page from a misconfigured service, say) as it is.
-            let is_grpc = resp
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
-            if !is_grpc {
-                return Ok(resp);
-            }
-            Ok(resp.map(|body| Body::new(LimitedResponse { inner: Some(body), scanner: Scanner::new(max), cut: None })))
-        })
+        MessageLimitFuture { inner: self.inner.call(req), max }
+    }
+}
+
+pin_project! {
+    /// The response of a [`MessageLimit`] call, its body limited once it arrives.
+    pub struct MessageLimitFuture<F> {
+        #[pin]
+        inner: F,
+        max: usize,
+    }
+}
+
+impl<F, E> Future for MessageLimitFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let resp = std::task::ready!(this.inner.poll(cx))?;
+        // Only gRPC bodies are made of envelopes; leave anything else (an HTTP error page
+        // from a misconfigured service, say) as it is.
+        let is_grpc = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        if !is_grpc {
+            return Poll::Ready(Ok(resp));
+        }
+        let max = *this.max;
+        Poll::Ready(Ok(
+            resp.map(|body| Body::new(LimitedResponse { inner: Some(body), scanner: Scanner::new(max), cut: None }))
+        ))
     }
 }
 
@@ -128,6 +152,19 @@ impl Scanner {
                 let n = self.remaining.min(data.len() - i);
                 self.remaining -= n;
                 i += n;
+                release = i;
+                continue;
+            }
+            if self.header_len == 0
+                && let Some(&[_, a, b, c, d]) = data.get(i..i + HEADER_LEN)
+            {
+                // The usual case: the whole header in this chunk.
+                let len = u32::from_be_bytes([a, b, c, d]) as usize;
+                if len > self.max {
+                    return Err(TooLarge { len, release });
+                }
+                i += HEADER_LEN;
+                self.remaining = len;
                 release = i;
                 continue;
             }
@@ -255,7 +292,10 @@ impl http_body::Body for LimitedResponse {
                 continue; // only part of a header so far (or nothing to relay)
             }
             if pending_before == 0 {
-                return Poll::Ready(Some(Ok(Frame::data(data.slice(..release)))));
+                // Slicing a `Bytes` that came from a `Vec` (as tonic's encoder makes them)
+                // allocates; a whole chunk, the usual case, is passed on as it is.
+                let data = if release == data.len() { data } else { data.slice(..release) };
+                return Poll::Ready(Some(Ok(Frame::data(data))));
             }
             // A header began in an earlier chunk: relay its held-back start first.
             let mut out = BytesMut::with_capacity(pending_before + release);

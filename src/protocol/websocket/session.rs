@@ -705,6 +705,12 @@ mod tests {
         }
     }
 
+    #[test]
+    fn queued_frames_stay_small() {
+        // Every socket's writer queue allocates a block of these, idle or not.
+        assert!(std::mem::size_of::<Out>() <= 24, "Out is {} bytes", std::mem::size_of::<Out>());
+    }
+
     #[tokio::test]
     async fn serves_calls_over_channels_and_cleans_up() {
         let mut h = harness(Config::default()).await;

@@ -91,8 +91,40 @@ where
     fn binary_to_json_into(&self, binary: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         let message =
             T::decode(binary).map_err(|e| CodecError(format!("invalid protobuf for {}: {e}", self.type_name)))?;
-        serde_json::to_writer(out, &message)
+        let mut serializer = serde_json::Serializer::with_formatter(out, NumberFormatter);
+        message
+            .serialize(&mut serializer)
             .map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.type_name)))
+    }
+}
+
+/// serde_json's compact output, except that a `float` or `double` holding a whole number
+/// (up to 2^53, where every integer is exact) is written without a fraction: `1`, not `1.0`,
+/// as protobuf's C++ and Go JSON printers write it. So a JSON document stored in a
+/// `google.protobuf.Value` comes back as it was sent. Negative zero keeps its sign (`-0.0`).
+/// NaN and the infinities never get here: the generated code writes them as strings.
+struct NumberFormatter;
+
+/// 2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`: every integer up to it in size is
+/// exactly a `f64`, and pbjson refuses larger ones where it expects a float.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_991.0;
+
+impl serde_json::ser::Formatter for NumberFormatter {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f64) -> std::io::Result<()> {
+        if value.fract() == 0.0 && value.abs() <= EXACT_INTEGERS && !(value == 0.0 && value.is_sign_negative()) {
+            // In range, so the conversion is exact.
+            return self.write_i64(writer, value as i64);
+        }
+        serde_json::ser::CompactFormatter.write_f64(writer, value)
+    }
+
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f32) -> std::io::Result<()> {
+        // Every whole f32 up to 2^24 is exact; beyond, their shortest decimal form (what
+        // serde_json writes) is the better rendering.
+        if value.fract() == 0.0 && value.abs() <= 16_777_216.0 && !(value == 0.0 && value.is_sign_negative()) {
+            return self.write_i64(writer, value as i64);
+        }
+        serde_json::ser::CompactFormatter.write_f32(writer, value)
     }
 }
 
@@ -102,4 +134,51 @@ where
     T: prost::Message + Default + Serialize + DeserializeOwned + 'static,
 {
     Arc::new(PbjsonCodec::<T>::new(type_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    fn value_json(number: f64) -> String {
+        let codec = PbjsonCodec::<pbjson_types::Value>::new("google.protobuf.Value");
+        let value = pbjson_types::Value { kind: Some(pbjson_types::value::Kind::NumberValue(number)) };
+        String::from_utf8(codec.binary_to_json(&value.encode_to_vec()).expect("encodes")).expect("UTF-8")
+    }
+
+    #[test]
+    fn whole_numbers_are_written_without_a_fraction() {
+        assert_eq!(value_json(1.0), "1");
+        assert_eq!(value_json(-3.0), "-3");
+        assert_eq!(value_json(0.0), "0");
+        assert_eq!(value_json(9_007_199_254_740_991.0), "9007199254740991");
+        assert_eq!(value_json(9_007_199_254_740_992.0), "9007199254740992.0");
+        assert_eq!(value_json(1.5), "1.5");
+        assert_eq!(value_json(-0.0), "-0.0");
+        assert_eq!(value_json(1e300), "1e+300");
+        // And they read back as the same numbers.
+        let codec = PbjsonCodec::<pbjson_types::Value>::new("google.protobuf.Value");
+        for n in [1.0, -3.0, 1.5, 1e300, -9_007_199_254_740_991.0, 9_007_199_254_740_992.0] {
+            let binary = codec.json_to_binary(value_json(n).as_bytes()).expect("decodes");
+            let back = pbjson_types::Value::decode(binary.as_slice()).expect("protobuf");
+            assert_eq!(back.kind, Some(pbjson_types::value::Kind::NumberValue(n)));
+        }
+    }
+
+    #[test]
+    fn floats_follow_the_same_rule() {
+        let codec = PbjsonCodec::<pbjson_types::FloatValue>::new("google.protobuf.FloatValue");
+        let json = |v: f32| {
+            let bin = pbjson_types::FloatValue { value: v }.encode_to_vec();
+            String::from_utf8(codec.binary_to_json(&bin).expect("encodes")).expect("UTF-8")
+        };
+        assert_eq!(json(2.0), "2");
+        assert_eq!(json(0.1), "0.1");
+        for v in [2.0, 0.1, 16_777_216.0, -16_777_216.0, 3e38] {
+            let binary = codec.json_to_binary(json(v).as_bytes()).expect("decodes");
+            assert_eq!(pbjson_types::FloatValue::decode(binary.as_slice()).expect("protobuf").value, v);
+        }
+    }
 }

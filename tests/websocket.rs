@@ -108,20 +108,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
 
     /// The next JSON frame, stashed ones first, skipping heartbeats.
     async fn next_frame(&mut self) -> Value {
-        if let Some(v) = self.stash.pop_front() {
-            return v;
-        }
-        loop {
-            match self.next_raw().await {
-                Some(Message::Text(t)) => {
-                    let v: Value = serde_json::from_str(t.as_str()).expect("server frames are JSON");
-                    if v["type"] != "heartbeat" {
-                        return v;
-                    }
-                }
-                Some(Message::Ping(_) | Message::Pong(_)) => {}
-                other => panic!("expected a text frame, got {other:?}"),
-            }
+        match self.stash.pop_front() {
+            Some(v) => v,
+            None => self.next_frame_unstashed().await,
         }
     }
 
@@ -139,6 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
         }
     }
 
+    /// The next JSON frame from the socket, skipping heartbeats.
     async fn next_frame_unstashed(&mut self) -> Value {
         loop {
             match self.next_raw().await {

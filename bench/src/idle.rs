@@ -36,6 +36,23 @@ impl Drop for Conn {
 
 /// Returns the server's RSS (bytes) before and after `n` idle connections were opened.
 pub async fn run(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
+    measure(server, n, "connection", open).await
+}
+
+/// Returns the server's RSS (bytes) before and after `n` idle WebSockets were opened.
+pub async fn run_ws(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
+    let portway = server.kind == crate::servers::Kind::Portway;
+    measure(server, n, "WebSocket", move |addr, i| open_ws(addr, portway, i)).await
+}
+
+/// The server's RSS before and after `n` idle clients were opened with `open(addr, i)`,
+/// 256 at a time; the clients are dropped afterwards.
+async fn measure<T, F, Fut>(server: &Server, n: usize, what: &str, open: F) -> anyhow::Result<(u64, u64)>
+where
+    T: Send + 'static,
+    F: Fn(SocketAddr, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
     // Warm-up: lazily initialised state (thread-locals, allocator arenas, the routes) is not
     // per-connection memory.
     for i in 0..8 {
@@ -48,18 +65,18 @@ pub async fn run(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let permit = limit.clone().acquire_owned().await?;
-        let addr = server.addr;
+        let opening = open(server.addr, i);
         tasks.spawn(async move {
-            let conn = open(addr, i).await;
+            let conn = opening.await;
             drop(permit);
             conn
         });
     }
     let mut held = Vec::with_capacity(n);
     while let Some(conn) = tasks.join_next().await {
-        held.push(conn?.context("opening an idle connection")?);
+        held.push(conn?.with_context(|| format!("opening an idle {what}"))?);
     }
-    ensure!(held.len() == n, "opened {} of {n} connections", held.len());
+    ensure!(held.len() == n, "opened {} of {n} {what}s", held.len());
     // Let the server finish whatever it does after a call (buffers returned to the allocator).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.rss()?;
@@ -73,38 +90,6 @@ pub fn source_socket(i: usize) -> anyhow::Result<TcpSocket> {
     let source = Ipv4Addr::new(127, 0, 0, (2 + i % 253) as u8);
     socket.bind(SocketAddr::new(source.into(), 0))?;
     Ok(socket)
-}
-
-/// Returns the server's RSS (bytes) before and after `n` idle WebSockets were opened.
-pub async fn run_ws(server: &Server, n: usize) -> anyhow::Result<(u64, u64)> {
-    let portway = server.kind == crate::servers::Kind::Portway;
-    for i in 0..8 {
-        let mut ws = open_ws(server.addr, portway, i).await?;
-        let _ = futures_util::SinkExt::close(&mut ws).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server.rss()?;
-
-    let limit = Arc::new(Semaphore::new(256));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let permit = limit.clone().acquire_owned().await?;
-        let addr = server.addr;
-        tasks.spawn(async move {
-            let ws = open_ws(addr, portway, i).await;
-            drop(permit);
-            ws
-        });
-    }
-    let mut held = Vec::with_capacity(n);
-    while let Some(ws) = tasks.join_next().await {
-        held.push(ws?.context("opening an idle WebSocket")?);
-    }
-    ensure!(held.len() == n, "opened {} of {n} sockets", held.len());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss()?;
-    drop(held);
-    Ok((before, after))
 }
 
 async fn open_ws(

@@ -107,24 +107,32 @@ struct NumberFormatter;
 
 /// 2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`: every integer up to it in size is
 /// exactly a `f64`, and pbjson refuses larger ones where it expects a float.
-const EXACT_INTEGERS: f64 = 9_007_199_254_740_991.0;
+const EXACT_F64_INTEGERS: f64 = 9_007_199_254_740_991.0;
+/// 2^24: every integer up to it in size is exactly a `f32`; beyond, the shortest decimal
+/// form (what serde_json writes) is the better rendering.
+const EXACT_F32_INTEGERS: f64 = 16_777_216.0;
+
+/// `value` as an integer, if it is a whole number no larger than `limit` in size (and not
+/// negative zero, which keeps its sign).
+fn whole(value: f64, limit: f64) -> Option<i64> {
+    // In range, so the conversion is exact.
+    (value.fract() == 0.0 && value.abs() <= limit && !(value == 0.0 && value.is_sign_negative()))
+        .then_some(value as i64)
+}
 
 impl serde_json::ser::Formatter for NumberFormatter {
     fn write_f64<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f64) -> std::io::Result<()> {
-        if value.fract() == 0.0 && value.abs() <= EXACT_INTEGERS && !(value == 0.0 && value.is_sign_negative()) {
-            // In range, so the conversion is exact.
-            return self.write_i64(writer, value as i64);
+        match whole(value, EXACT_F64_INTEGERS) {
+            Some(i) => self.write_i64(writer, i),
+            None => serde_json::ser::CompactFormatter.write_f64(writer, value),
         }
-        serde_json::ser::CompactFormatter.write_f64(writer, value)
     }
 
     fn write_f32<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f32) -> std::io::Result<()> {
-        // Every whole f32 up to 2^24 is exact; beyond, their shortest decimal form (what
-        // serde_json writes) is the better rendering.
-        if value.fract() == 0.0 && value.abs() <= 16_777_216.0 && !(value == 0.0 && value.is_sign_negative()) {
-            return self.write_i64(writer, value as i64);
+        match whole(f64::from(value), EXACT_F32_INTEGERS) {
+            Some(i) => self.write_i64(writer, i),
+            None => serde_json::ser::CompactFormatter.write_f32(writer, value),
         }
-        serde_json::ser::CompactFormatter.write_f32(writer, value)
     }
 }
 

@@ -238,11 +238,10 @@ impl Session {
                         // Message frames take the synchronous fast path; everything else is
                         // boxed, so that its (large) future is not part of every idle
                         // socket's state.
-                        Some(Ok(Message::Text(text))) => match self.fast_path(text.as_str()) {
+                        Some(Ok(msg)) => match self.fast_path(&msg) {
                             Some(flow) => flow,
-                            None => Box::pin(self.on_text(text.as_str())).await,
+                            None => Box::pin(self.on_message(msg)).await,
                         },
-                        Some(Ok(msg)) => Box::pin(self.on_message(msg)).await,
                         Some(Err(e)) => Flow::Close(close_for_read_error(e.into())),
                         None => Flow::Close(None),
                     };
@@ -278,10 +277,7 @@ impl Session {
 
     async fn on_message(&mut self, msg: Message) -> Flow {
         match msg {
-            Message::Text(text) => match self.fast_path(text.as_str()) {
-                Some(flow) => flow,
-                None => self.on_text(text.as_str()).await,
-            },
+            Message::Text(text) => self.on_text(text.as_str()).await,
             Message::Binary(_) => {
                 self.error(None, Reason::BinaryFrame, "portway.v1.json uses text frames only").await;
                 Flow::Continue
@@ -293,9 +289,10 @@ impl Session {
     }
 
     /// The hot path: a message frame in canonical shape, for an open call, that its codec
-    /// accepts. `None` for anything else, which takes the general path ([`Self::on_text`]).
-    fn fast_path(&mut self, text: &str) -> Option<Flow> {
-        let (id, json) = frames::canonical_message(text)?;
+    /// accepts. `None` for anything else, which takes the general path ([`Self::on_message`]).
+    fn fast_path(&mut self, msg: &Message) -> Option<Flow> {
+        let Message::Text(text) = msg else { return None };
+        let (id, json) = frames::canonical_message(text.as_str())?;
         let handle = self.handles.get(&id)?;
         if json.len() > self.ctx.limits.max_message_bytes {
             return None;
@@ -304,7 +301,7 @@ impl Session {
         Some(self.deliver(id, Bytes::from(binary), false))
     }
 
-    /// Any text frame but one [`Self::fast_path`] took.
+    /// A text frame that [`Self::fast_path`] did not take.
     async fn on_text(&mut self, text: &str) -> Flow {
         let frame: ClientFrame<'_> = match serde_json::from_str(text) {
             Ok(f) => f,

@@ -217,9 +217,26 @@ impl http_body::Body for DeadlineBody {
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 
+    // hyper puts END_STREAM on the HEADERS frame only when the body says it is over: a
+    // trailers-only error must not turn into HEADERS + an empty DATA frame with END_STREAM
+    // (grpcio and grpc-js reject that), so both ends ask the inner body.
     fn is_end_stream(&self) -> bool {
-        self.sleep.is_none()
+        self.sleep.is_none() || self.inner.is_end_stream()
     }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        upper_bound_only(self.inner.size_hint())
+    }
+}
+
+/// A body that may end before its inner body (cut short by a deadline or a limit) can
+/// promise no more than the inner body's upper bound.
+pub(crate) fn upper_bound_only(inner: http_body::SizeHint) -> http_body::SizeHint {
+    let mut hint = http_body::SizeHint::new();
+    if let Some(upper) = inner.upper() {
+        hint.set_upper(upper);
+    }
+    hint
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use pin_project_lite::pin_project;
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::middleware::deadline::upper_bound_only;
 use crate::transcode::framing::HEADER_LEN;
 
 /// Adds [`MessageLimit`] to a service.
@@ -235,11 +236,13 @@ impl http_body::Body for LimitedRequest {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.failed || self.inner.is_end_stream()
+        // Not over while the error is still to be reported: a hyper client forwarding this
+        // body would otherwise half-close early and the upstream see a truncated stream.
+        self.error.is_none() && (self.failed || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        upper_bound_only(self.inner.size_hint())
     }
 }
 
@@ -307,6 +310,13 @@ impl http_body::Body for LimitedResponse {
 
     fn is_end_stream(&self) -> bool {
         self.cut.is_none() && self.inner.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match &self.inner {
+            Some(inner) => upper_bound_only(inner.size_hint()),
+            None => http_body::SizeHint::with_exact(0),
+        }
     }
 }
 

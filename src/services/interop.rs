@@ -267,4 +267,8 @@ impl http_body::Body for AddTrailer {
     fn is_end_stream(&self) -> bool {
         self.value.is_none() && self.inner.is_end_stream()
     }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

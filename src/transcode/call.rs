@@ -292,4 +292,9 @@ impl http_body::Body for ChannelBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.rx.poll_recv(cx).map(|m| m.map(|msg| Ok(Frame::data(framing::encode(0, &msg)))))
     }
+
+    fn is_end_stream(&self) -> bool {
+        // Every sender gone and nothing queued: the next poll returns `None`.
+        self.rx.is_closed() && self.rx.is_empty()
+    }
 }

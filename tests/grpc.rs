@@ -168,7 +168,12 @@ async fn gzip_both_ways_with_the_tonic_client() {
 async fn gzip_on_the_wire() {
     let server = common::start_interop(Config::default()).await;
     let url = format!("{}{UNARY}", server.url());
-    let request = SimpleRequest { response_size: 20_000, payload: payload(20_000), ..Default::default() };
+    let request = SimpleRequest {
+        response_size: 20_000,
+        payload: payload(20_000),
+        response_compressed: Some(portway::pb::grpc::testing::BoolValue { value: true }),
+        ..Default::default()
+    };
 
     // A compressed request (flag 1, grpc-encoding: gzip) asking for a compressed response.
     let compressed = http::gzip(&request.encode_to_vec());

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.environ.get("INTEROP_GEN", "tests/interop/gen
 
 import grpc  # noqa: E402
 
-from harness import NotApplicable, Portway, Results, check, main_guard  # noqa: E402
+from harness import Portway, Results, check, main_guard  # noqa: E402
 from ixpb.grpc.testing import empty_pb2, messages_pb2, test_pb2_grpc  # noqa: E402
 from matrix import CODES, KINDS, matrix_message  # noqa: E402
 
@@ -61,7 +61,7 @@ class Requests:
             yield msg
 
 
-def cases(stub, unimplemented, channel):
+def cases(stub, unimplemented):
     def empty_unary():
         check(stub.EmptyCall(empty_pb2.Empty(), timeout=TIMEOUT) == empty_pb2.Empty(), "response is not Empty")
 
@@ -245,7 +245,7 @@ def suite(results, label, *server_args):
         with grpc.insecure_channel(server.addr) as channel:
             stub = test_pb2_grpc.TestServiceStub(channel)
             unimplemented = test_pb2_grpc.UnimplementedServiceStub(channel)
-            for name, fn in cases(stub, unimplemented, channel).items():
+            for name, fn in cases(stub, unimplemented).items():
                 results.run(f"grpcio/{name}{label}", fn)
             if not label:
                 for kind in KINDS:
@@ -271,5 +271,4 @@ def main():
 
 
 if __name__ == "__main__":
-    _ = NotApplicable
     main_guard(main)

@@ -7,7 +7,7 @@ use pbjson_types::Value;
 use pbjson_types::value::Kind;
 use prost::Message as _;
 
-use super::engine::{Compare, OpOutput, Operator, PutSpec, Target, TxnOp, WriteOp, WriteOutput};
+use super::engine::{Compare, Event, KeyFilter, OpOutput, Operator, PutSpec, Target, TxnOp, WriteOp, WriteOutput};
 use super::error::StoreError;
 use super::options::StateOptions;
 use crate::pb::portway::state::v1 as api;
@@ -73,6 +73,49 @@ pub fn value(value: Option<Value>, options: &StateOptions) -> Result<Value, Stor
         return Err(limit("max_value_bytes", "value size in bytes", options.max_value_bytes, size));
     }
     Ok(v)
+}
+
+/// A watch or replay filter from a key and a prefix flag ("" alone means every key for
+/// History; Watch needs `prefix` to watch everything).
+pub fn filter(key: String, prefix: bool, options: &StateOptions) -> Result<KeyFilter, StoreError> {
+    if prefix {
+        self::prefix(&key, options)?;
+    } else {
+        self::key(&key, options)?;
+    }
+    Ok(KeyFilter { key, prefix })
+}
+
+/// Cuts `events` (in revision order) into messages of about `budget` bytes without
+/// splitting a revision; returns each message's events with its last revision.
+pub fn chunk_events(events: &[Event], with_prev: bool, budget: usize) -> Vec<(Vec<api::Event>, i64)> {
+    let mut out = Vec::new();
+    let mut current: Vec<api::Event> = Vec::new();
+    let mut size = 0usize;
+    let mut last = 0i64;
+    let mut i = 0;
+    while i < events.len() {
+        let revision = events[i].entry.mod_revision;
+        let mut group = Vec::new();
+        let mut group_size = 0usize;
+        while i < events.len() && events[i].entry.mod_revision == revision {
+            let e = events[i].to_api(with_prev);
+            group_size += e.encoded_len() + 4;
+            group.push(e);
+            i += 1;
+        }
+        if !current.is_empty() && size + group_size > budget {
+            out.push((std::mem::take(&mut current), last));
+            size = 0;
+        }
+        current.extend(group);
+        size += group_size;
+        last = revision;
+    }
+    if !current.is_empty() {
+        out.push((current, last));
+    }
+    out
 }
 
 fn expected(expected: Option<i64>) -> Result<Option<i64>, StoreError> {

@@ -40,49 +40,6 @@ pub fn service(store: Store, max_message_bytes: usize) -> StateServiceServer<Sta
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
 }
 
-/// A watch or replay filter from a key and a prefix flag ("" alone means every key for
-/// History; Watch needs `prefix` to watch everything).
-pub fn filter(key: String, prefix: bool, store: &Store) -> Result<KeyFilter, StoreError> {
-    if prefix {
-        convert::prefix(&key, store.options())?;
-    } else {
-        convert::key(&key, store.options())?;
-    }
-    Ok(KeyFilter { key, prefix })
-}
-
-/// Cuts `events` (in revision order) into messages of about `budget` bytes without
-/// splitting a revision; returns each message's events with its last revision.
-pub fn chunk_events(events: &[Event], with_prev: bool, budget: usize) -> Vec<(Vec<api::Event>, i64)> {
-    let mut out = Vec::new();
-    let mut current: Vec<api::Event> = Vec::new();
-    let mut size = 0usize;
-    let mut last = 0i64;
-    let mut i = 0;
-    while i < events.len() {
-        let revision = events[i].entry.mod_revision;
-        let mut group = Vec::new();
-        let mut group_size = 0usize;
-        while i < events.len() && events[i].entry.mod_revision == revision {
-            let e = events[i].to_api(with_prev);
-            group_size += e.encoded_len() + 4;
-            group.push(e);
-            i += 1;
-        }
-        if !current.is_empty() && size + group_size > budget {
-            out.push((std::mem::take(&mut current), last));
-            size = 0;
-        }
-        current.extend(group);
-        size += group_size;
-        last = revision;
-    }
-    if !current.is_empty() {
-        out.push((current, last));
-    }
-    out
-}
-
 #[tonic::async_trait]
 impl StateService for StateApi {
     async fn get(&self, req: Request<api::GetRequest>) -> Result<Response<api::GetResponse>, Status> {
@@ -144,7 +101,7 @@ impl StateService for StateApi {
 
     async fn watch(&self, req: Request<api::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let req = req.into_inner();
-        let filter = filter(req.key, req.prefix, &self.store)?;
+        let filter = convert::filter(req.key, req.prefix, self.store.options())?;
         let mut watcher = self.store.watch(filter, req.start_revision)?;
         let with_prev = req.prev_entry;
         let budget = self.chunk_bytes;
@@ -153,7 +110,7 @@ impl StateService for StateApi {
             loop {
                 match watcher.next_events().await {
                     Ok((events, _)) => {
-                        for (events, revision) in chunk_events(&events, with_prev, budget) {
+                        for (events, revision) in convert::chunk_events(&events, with_prev, budget) {
                             yield Ok(api::WatchResponse { created: false, revision, events });
                         }
                     }
@@ -174,7 +131,7 @@ impl StateService for StateApi {
         let filter = if req.key.is_empty() {
             KeyFilter { key: String::new(), prefix: true }
         } else {
-            filter(req.key, req.prefix, &self.store)?
+            convert::filter(req.key, req.prefix, self.store.options())?
         };
         if req.start_revision < 0 || req.end_revision < 0 {
             return Err(StoreError::Invalid("revisions must not be negative".into()).into());
@@ -206,7 +163,7 @@ impl StateService for StateApi {
                     .iter()
                     .flat_map(|r| r.events.iter().filter(|e| filter.matches(e.key())).cloned())
                     .collect();
-                for (events, _) in chunk_events(&events, with_prev, budget) {
+                for (events, _) in convert::chunk_events(&events, with_prev, budget) {
                     yield Ok(api::HistoryResponse { events });
                 }
             }

@@ -19,7 +19,6 @@ use tonic::{Status, Streaming};
 use super::convert;
 use super::engine::{DedupKey, SessionOutcome};
 use super::error::StoreError;
-use super::service::{chunk_events, filter};
 use super::store::Store;
 use crate::pb::portway::state::v1 as api;
 use api::sync_request::Request as In;
@@ -180,7 +179,8 @@ async fn handle(
                 return tx.send(cancel(e)).await.is_ok();
             }
             let spec = w.watch.unwrap_or_default();
-            let watcher = filter(spec.key, spec.prefix, store).and_then(|f| store.watch(f, spec.start_revision));
+            let watcher = convert::filter(spec.key, spec.prefix, store.options())
+                .and_then(|f| store.watch(f, spec.start_revision));
             let mut watcher = match watcher {
                 Ok(w) => w,
                 Err(e) => return tx.send(cancel(e)).await.is_ok(),
@@ -195,7 +195,7 @@ async fn handle(
                 loop {
                     match watcher.next_events().await {
                         Ok((events, _)) => {
-                            for (events, revision) in chunk_events(&events, with_prev, chunk_bytes) {
+                            for (events, revision) in convert::chunk_events(&events, with_prev, chunk_bytes) {
                                 let msg = out(Out::Events(api::SyncEvents { watch_id, revision, events }));
                                 if tx.send(msg).await.is_err() {
                                     return;

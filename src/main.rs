@@ -85,6 +85,11 @@ struct StateArgs {
     #[arg(long, env = "PORTWAY_STATE_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
     state_max_value_bytes: usize,
 
+    /// Deepest nesting of arrays and objects in a state value (`[1]` is 1). The default is
+    /// the deepest every stored record and response can decode again; higher is refused.
+    #[arg(long, env = "PORTWAY_STATE_MAX_VALUE_DEPTH", default_value_t = StateOptions::default().max_value_depth)]
+    state_max_value_depth: usize,
+
     /// Most operations per transaction branch (and comparisons, and puts per PutMany).
     #[arg(long, env = "PORTWAY_STATE_MAX_TXN_OPS", default_value_t = 1024)]
     state_max_txn_ops: usize,
@@ -134,6 +139,7 @@ impl StateArgs {
         o.data_dir = self.data_dir.clone();
         o.max_key_bytes = self.state_max_key_bytes;
         o.max_value_bytes = self.state_max_value_bytes;
+        o.max_value_depth = self.state_max_value_depth;
         o.max_txn_ops = self.state_max_txn_ops;
         o.max_watchers = self.state_max_watchers;
         o.watch_buffer = self.state_watch_buffer;
@@ -194,8 +200,24 @@ struct WsArgs {
     ws_write_buffer_bytes: usize,
 }
 
+/// A start-up failure. `main` prints it with `{:?}`; this prints the error's own sentence
+/// (portway's errors name their causes), not its structure.
+struct Fatal(Box<dyn std::error::Error>);
+
+impl<E: Into<Box<dyn std::error::Error>>> From<E> for Fatal {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl std::fmt::Debug for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Fatal> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),

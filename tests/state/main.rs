@@ -9,6 +9,7 @@ use portway::pb::portway::state::v1 as api;
 
 mod client;
 mod crash;
+mod depth;
 mod errors;
 mod model;
 mod semantics;

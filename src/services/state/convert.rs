@@ -40,39 +40,53 @@ pub fn prefix(key: &str, options: &StateOptions) -> Result<(), StoreError> {
 
 /// The stored form of a value: unset means JSON `null` (protobuf JSON cannot tell `null`
 /// from absent), nested unset values become `null` too, non-finite numbers (not JSON) are
-/// refused, and the encoding must fit `max_value_bytes`.
+/// refused, the nesting must be within `max_value_depth` (so that every stored record and
+/// every response carrying the value decodes again: see `depth.rs`), and the encoding must
+/// fit `max_value_bytes`.
 pub fn value(value: Option<Value>, options: &StateOptions) -> Result<Value, StoreError> {
-    fn normalize(v: &mut Value, depth: usize) -> Result<(), StoreError> {
-        if depth > 64 {
-            return Err(StoreError::Invalid("value is nested more than 64 levels deep".into()));
-        }
-        match &mut v.kind {
-            None => v.kind = Some(Kind::NullValue(0)),
-            Some(Kind::NumberValue(n)) if !n.is_finite() => {
-                return Err(StoreError::Invalid(format!("value holds {n}, which JSON cannot represent")));
-            }
-            Some(Kind::NullValue(n)) => *n = 0,
-            Some(Kind::ListValue(l)) => {
-                for item in &mut l.values {
-                    normalize(item, depth + 1)?;
-                }
-            }
-            Some(Kind::StructValue(s)) => {
-                for item in s.fields.values_mut() {
-                    normalize(item, depth + 1)?;
-                }
-            }
-            Some(Kind::NumberValue(_) | Kind::StringValue(_) | Kind::BoolValue(_)) => {}
-        }
-        Ok(())
-    }
     let mut v = value.unwrap_or_default();
-    normalize(&mut v, 0)?;
+    let depth = normalize(&mut v)?;
+    if depth > options.max_value_depth {
+        return Err(limit(
+            "max_value_depth",
+            "value nesting depth (arrays and objects)",
+            options.max_value_depth,
+            depth,
+        ));
+    }
     let size = v.encoded_len();
     if size > options.max_value_bytes {
         return Err(limit("max_value_bytes", "value size in bytes", options.max_value_bytes, size));
     }
     Ok(v)
+}
+
+/// Normalizes `v` in place (unset → `null`, a null's enum value → 0, non-finite numbers
+/// refused) and returns its nesting depth: how many arrays and objects lie inside one
+/// another on its deepest path (a scalar: 0; `[1]`: 1; `{"a": [1]}`: 2). Iterative: the
+/// depth is not bounded yet.
+fn normalize(v: &mut Value) -> Result<usize, StoreError> {
+    let mut deepest = 0;
+    // Each value with the number of arrays and objects around it.
+    let mut pending: Vec<(&mut Value, usize)> = vec![(v, 0)];
+    while let Some((v, around)) = pending.pop() {
+        match v.kind.get_or_insert(Kind::NullValue(0)) {
+            Kind::NumberValue(n) if !n.is_finite() => {
+                return Err(StoreError::Invalid(format!("value holds {n}, which JSON cannot represent")));
+            }
+            Kind::NullValue(n) => *n = 0,
+            Kind::ListValue(l) => {
+                deepest = deepest.max(around + 1);
+                pending.extend(l.values.iter_mut().map(|item| (item, around + 1)));
+            }
+            Kind::StructValue(s) => {
+                deepest = deepest.max(around + 1);
+                pending.extend(s.fields.values_mut().map(|item| (item, around + 1)));
+            }
+            Kind::NumberValue(_) | Kind::StringValue(_) | Kind::BoolValue(_) => {}
+        }
+    }
+    Ok(deepest)
 }
 
 /// A watch or replay filter from a key and a prefix flag ("" alone means every key for
@@ -306,6 +320,44 @@ mod tests {
         assert_eq!(value(Some(nested), &o).unwrap(), Value::from(vec![Value::from(())]));
         assert!(matches!(value(Some(Value::from(f64::NAN)), &o), Err(StoreError::Invalid(_))));
         assert!(matches!(value(Some(Value::from(f64::INFINITY)), &o), Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn depth_counts_arrays_and_objects_inside_one_another() {
+        let obj = |k: &str, v: Value| Value::from([(k.to_string(), v)].into_iter().collect::<pbjson_types::Struct>());
+        let cases = [
+            (Value::from(1.0), 0),
+            (Value::from(()), 0),
+            (Value { kind: None }, 0),
+            (Value::from(Vec::<Value>::new()), 1),
+            (Value::from(pbjson_types::Struct::default()), 1),
+            (Value::from(vec![Value::from(1.0)]), 1),
+            (obj("a", Value::from(vec![Value::from(1.0)])), 2),
+            // The deepest path counts, not the number of containers.
+            (Value::from(vec![Value::from(vec![]), obj("a", obj("b", Value::from(true))), Value::from("s")]), 3),
+        ];
+        for (v, depth) in cases {
+            assert_eq!(normalize(&mut v.clone()).unwrap(), depth, "{v:?}");
+            let o = StateOptions { max_value_depth: depth, ..StateOptions::memory() };
+            assert!(value(Some(v.clone()), &o).is_ok(), "{v:?} at its own depth");
+            if depth > 0 {
+                let o = StateOptions { max_value_depth: depth - 1, ..StateOptions::memory() };
+                let err = value(Some(v.clone()), &o).unwrap_err();
+                assert!(
+                    matches!(err, StoreError::Limit { limit: "max_value_depth", actual, .. } if actual == depth as i64),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_built_in_memory_is_measured_however_deep() {
+        // Decoding stops at 100 messages, but a value built in memory can be deeper: it is
+        // measured exactly and refused.
+        let deep = (0..1000).fold(Value::from(1.0), |inner, _| Value::from(vec![inner]));
+        let err = value(Some(deep), &StateOptions::memory()).unwrap_err();
+        assert!(matches!(err, StoreError::Limit { limit: "max_value_depth", actual: 1000, .. }), "{err:?}");
     }
 
     #[test]

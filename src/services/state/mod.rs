@@ -13,6 +13,7 @@
 
 pub mod backend;
 mod convert;
+mod depth;
 pub mod engine;
 pub mod error;
 pub mod options;

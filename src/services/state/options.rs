@@ -30,6 +30,13 @@ pub struct StateOptions {
     pub max_key_bytes: usize,
     /// Largest value, in bytes of its protobuf encoding (about its JSON size). Default: 1 MiB.
     pub max_value_bytes: usize,
+    /// Deepest nesting of arrays and objects in a value (a scalar is 0, `[1]` is 1,
+    /// `{"a": [1]}` is 2); deeper values are refused with INVALID_ARGUMENT before anything
+    /// is written. Default: 31, derived from the protos: the deepest nesting that every
+    /// stored record and every response carrying a value can decode again (protobuf
+    /// decoders stop at 100 nested messages; see `docs/state-store.md`). A higher setting
+    /// is refused by [`super::Store::open`].
+    pub max_value_depth: usize,
     /// Most operations in one transaction branch, comparisons in one transaction, or puts
     /// in one PutMany. Default: 1,024.
     pub max_txn_ops: usize,
@@ -66,6 +73,7 @@ impl Default for StateOptions {
             data_dir: PathBuf::from("portway-data"),
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
+            max_value_depth: super::depth::default_max_value_depth(),
             max_txn_ops: 1024,
             max_watchers: 10_000,
             watch_buffer: 1024,

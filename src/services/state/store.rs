@@ -38,6 +38,9 @@ pub enum OpenError {
     /// The loaded state is inconsistent.
     #[error("the state store on disk is inconsistent: {0}")]
     Inconsistent(String),
+    /// An option is out of its range.
+    #[error("{0}")]
+    Options(String),
     /// The blocking open task failed.
     #[error("opening the state store: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -97,6 +100,7 @@ impl Store {
     /// Opens the store `options` describe (creating the data directory if needed) and
     /// starts its writer task. Must be called within a tokio runtime.
     pub async fn open(options: StateOptions) -> Result<Self, OpenError> {
+        check_options(&options)?;
         let backend: Arc<dyn Backend> = match options.storage {
             StorageKind::Memory => Arc::new(MemoryBackend),
             StorageKind::Durable => {
@@ -332,6 +336,23 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Refuses options the store cannot honour.
+fn check_options(options: &StateOptions) -> Result<(), OpenError> {
+    let derived = super::depth::derivation()
+        .map_err(|e| OpenError::Options(format!("cannot derive the state store's value depth limit: {e}")))?;
+    if options.max_value_depth > derived.ceiling {
+        let deepest = derived.deepest().map_or("", |c| c.what.as_str());
+        return Err(OpenError::Options(format!(
+            "max_value_depth {} is too deep: values can nest at most {ceiling} levels of arrays and objects and \
+             still be decoded in every message that carries them (the deepest is {deepest}); set it to {ceiling} \
+             or less",
+            options.max_value_depth,
+            ceiling = derived.ceiling
+        )));
+    }
+    Ok(())
 }
 
 /// The writer task: group commit.

@@ -18,8 +18,26 @@ mod redb;
 
 pub use self::memory::MemoryBackend;
 pub use self::redb::RedbBackend;
+#[cfg(test)]
+pub(crate) use self::redb::log_record_decodes;
 
 use super::engine::{Commit, Snapshot};
+
+/// A form in which a backend stores values: `message`, wrapped in `wrappers` more
+/// messages. The value depth limit is derived from these and the API's messages (see
+/// `depth.rs`), so that every stored value decodes again.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredForm {
+    /// What it is, for people.
+    pub what: &'static str,
+    /// The API message stored (fully qualified, `.portway.state.v1.Entry`).
+    pub message: &'static str,
+    /// How many messages the stored form wraps it in.
+    pub wrappers: usize,
+}
+
+/// Every form any backend stores values in.
+pub const STORED_FORMS: &[StoredForm] = self::redb::STORED_FORMS;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, StoredForm};
 use crate::pb::portway::state::v1 as api;
 use crate::services::state::engine::{
     Commit, DedupRecord, EntryRef, Event, EventKind, RevisionRecord, Session, Snapshot,
@@ -33,6 +33,13 @@ const FORMAT: i64 = 1;
 
 /// The file name inside the data directory.
 pub const FILE_NAME: &str = "state.redb";
+
+/// The forms this backend stores values in: an `Entry` per live key, and per revision a
+/// [`StoredRecord`] wrapping its `Event`s.
+pub const STORED_FORMS: &[StoredForm] = &[
+    StoredForm { what: "redb table kv (live entries)", message: ".portway.state.v1.Entry", wrappers: 0 },
+    StoredForm { what: "redb table log (revision records)", message: ".portway.state.v1.Event", wrappers: 1 },
+];
 
 /// A log record as stored.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -213,4 +220,14 @@ impl Backend for RedbBackend {
         txn.commit().map_err(db)?;
         Ok(())
     }
+}
+
+/// Whether a revision record whose event carries `value` decodes again (for the depth
+/// derivation's tests: prost is the judge).
+#[cfg(test)]
+pub(crate) fn log_record_decodes(value: pbjson_types::Value) -> bool {
+    let entry = api::Entry { key: "k".into(), value: Some(value), ..Default::default() };
+    let event = api::Event { r#type: api::event::Type::Put as i32, entry: Some(entry), prev_entry: None };
+    let record = StoredRecord { revision: 1, time_ms: 0, events: vec![event] };
+    StoredRecord::decode(record.encode_to_vec().as_slice()).is_ok()
 }

@@ -8,6 +8,7 @@ mod common;
 use portway::pb::portway::state::v1 as api;
 
 mod client;
+mod corruption;
 mod crash;
 mod depth;
 mod errors;

@@ -45,7 +45,8 @@ pub fn prefix(key: &str, options: &StateOptions) -> Result<(), StoreError> {
 /// fit `max_value_bytes`.
 pub fn value(value: Option<Value>, options: &StateOptions) -> Result<Value, StoreError> {
     let mut v = value.unwrap_or_default();
-    let depth = normalize(&mut v)?;
+    normalize(&mut v)?;
+    let depth = depth(&v);
     if depth > options.max_value_depth {
         return Err(limit(
             "max_value_depth",
@@ -61,32 +62,44 @@ pub fn value(value: Option<Value>, options: &StateOptions) -> Result<Value, Stor
     Ok(v)
 }
 
-/// Normalizes `v` in place (unset → `null`, a null's enum value → 0, non-finite numbers
-/// refused) and returns its nesting depth: how many arrays and objects lie inside one
-/// another on its deepest path (a scalar: 0; `[1]`: 1; `{"a": [1]}`: 2). Iterative: the
-/// depth is not bounded yet.
-fn normalize(v: &mut Value) -> Result<usize, StoreError> {
-    let mut deepest = 0;
-    // Each value with the number of arrays and objects around it.
-    let mut pending: Vec<(&mut Value, usize)> = vec![(v, 0)];
-    while let Some((v, around)) = pending.pop() {
+/// Normalizes `v` in place: unset → `null`, a null's enum value → 0, non-finite numbers
+/// refused. Iterative: the depth is not bounded yet.
+fn normalize(v: &mut Value) -> Result<(), StoreError> {
+    let mut pending: Vec<&mut Value> = vec![v];
+    while let Some(v) = pending.pop() {
         match v.kind.get_or_insert(Kind::NullValue(0)) {
             Kind::NumberValue(n) if !n.is_finite() => {
                 return Err(StoreError::Invalid(format!("value holds {n}, which JSON cannot represent")));
             }
             Kind::NullValue(n) => *n = 0,
-            Kind::ListValue(l) => {
-                deepest = deepest.max(around + 1);
-                pending.extend(l.values.iter_mut().map(|item| (item, around + 1)));
-            }
-            Kind::StructValue(s) => {
-                deepest = deepest.max(around + 1);
-                pending.extend(s.fields.values_mut().map(|item| (item, around + 1)));
-            }
+            Kind::ListValue(l) => pending.extend(l.values.iter_mut()),
+            Kind::StructValue(s) => pending.extend(s.fields.values_mut()),
             Kind::NumberValue(_) | Kind::StringValue(_) | Kind::BoolValue(_) => {}
         }
     }
-    Ok(deepest)
+    Ok(())
+}
+
+/// A value's nesting depth: how many arrays and objects lie inside one another on its
+/// deepest path (a scalar: 0; `[1]`: 1; `{"a": [1]}`: 2). Iterative, as above.
+pub fn depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    // Each value with the number of arrays and objects around it.
+    let mut pending: Vec<(&Value, usize)> = vec![(v, 0)];
+    while let Some((v, around)) = pending.pop() {
+        match &v.kind {
+            Some(Kind::ListValue(l)) => {
+                deepest = deepest.max(around + 1);
+                pending.extend(l.values.iter().map(|item| (item, around + 1)));
+            }
+            Some(Kind::StructValue(s)) => {
+                deepest = deepest.max(around + 1);
+                pending.extend(s.fields.values().map(|item| (item, around + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// A watch or replay filter from a key and a prefix flag ("" alone means every key for
@@ -337,7 +350,7 @@ mod tests {
             (Value::from(vec![Value::from(vec![]), obj("a", obj("b", Value::from(true))), Value::from("s")]), 3),
         ];
         for (v, depth) in cases {
-            assert_eq!(normalize(&mut v.clone()).unwrap(), depth, "{v:?}");
+            assert_eq!(super::depth(&v), depth, "{v:?}");
             let o = StateOptions { max_value_depth: depth, ..StateOptions::memory() };
             assert!(value(Some(v.clone()), &o).is_ok(), "{v:?} at its own depth");
             if depth > 0 {

@@ -9,22 +9,27 @@
 //!   group-committing writer task, watch fan-out through a bounded broadcast channel;
 //! - [`engine`]: the semantics, shared by every backend: revisions, compare-and-set,
 //!   transactions, the event log and its compaction, session deduplication;
-//! - [`backend`]: where commits become durable: redb (embedded, fsynced) or memory.
+//! - [`backend`]: where commits become durable: redb (embedded, fsynced) or memory;
+//! - `load`: start-up, where a record that cannot be read back is reported and left out,
+//!   and `depth`: how deeply a value may nest so that every stored value can be read back.
 
 pub mod backend;
 mod convert;
 mod depth;
 pub mod engine;
 pub mod error;
+mod load;
 pub mod options;
 pub mod service;
 pub mod store;
 mod sync;
 
+pub use engine::SkippedRecord;
 pub use error::StoreError;
+pub use load::OpenReport;
 pub use options::{StateOptions, StorageKind};
 pub use service::{StateApi, service};
-pub use store::{OpenError, Store};
+pub use store::{OpenError, Store, StoreStats};
 
 /// The gRPC service name, for reflection and health.
 pub const SERVICE_NAME: &str =

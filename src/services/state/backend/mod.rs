@@ -45,6 +45,9 @@ pub enum BackendError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] ::redb::Error),
+    /// The database file cannot be opened; the sentence names it and says what to do.
+    #[error("{0}")]
+    Open(String),
     /// What was read back does not make sense.
     #[error("corrupt state: {0}")]
     Corrupt(String),

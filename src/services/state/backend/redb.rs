@@ -11,8 +11,10 @@
 //! - `sessions`: session → last activity (Unix ms).
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use prost::Message as _;
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -20,7 +22,7 @@ use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, Tabl
 use super::{Backend, BackendError, StoredForm};
 use crate::pb::portway::state::v1 as api;
 use crate::services::state::engine::{
-    Commit, DedupRecord, EntryRef, Event, EventKind, RevisionRecord, Session, Snapshot,
+    Commit, DedupRecord, EntryRef, Event, EventKind, RevisionRecord, Session, SkippedRecord, Snapshot,
 };
 
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
@@ -56,14 +58,47 @@ fn db(e: impl Into<redb::Error>) -> BackendError {
     BackendError::Database(e.into())
 }
 
-fn corrupt(what: &str, e: prost::DecodeError) -> BackendError {
-    BackendError::Corrupt(format!("{what}: {e}"))
+/// Why redb could not open `path`, as a sentence that names the file and says what to do.
+fn open_failed(path: &Path, e: redb::DatabaseError) -> BackendError {
+    use redb::{DatabaseError as D, StorageError as S};
+    let file = path.display();
+    let damaged = |detail: String| {
+        format!(
+            "the state store file {file} is damaged and cannot be opened (redb: {detail}); restore it from a backup, \
+             or move it aside to start with an empty store"
+        )
+    };
+    BackendError::Open(match e {
+        D::DatabaseAlreadyOpen | D::LockProtocolMismatch => format!(
+            "the state store file {file} is already open in another process (another portway on the same data \
+             directory?); stop that one or use another data directory"
+        ),
+        D::Storage(S::Corrupted(detail)) => damaged(detail),
+        D::Storage(S::Io(io)) if io.kind() == ErrorKind::UnexpectedEof => {
+            damaged(format!("{io}: the file is shorter than its own layout says"))
+        }
+        D::Storage(S::Io(io)) if io.kind() == ErrorKind::InvalidData => {
+            format!("{file} is not a redb database ({io}); move it aside or use another data directory")
+        }
+        D::Storage(S::Io(io)) => format!("cannot open the state store file {file}: {io}"),
+        D::UpgradeRequired(version) => {
+            format!("the state store file {file} is in redb file format {version}, which this build cannot read")
+        }
+        other => format!("cannot open the state store file {file}: {other}"),
+    })
 }
+
+/// What redb's repair of a file that was not closed cleanly reported.
+const REPAIR_NONE: u8 = 0;
+const REPAIR_RAN: u8 = 1;
+const REPAIR_ROLLED_BACK: u8 = 2;
 
 /// The durable backend.
 pub struct RedbBackend {
     db: Database,
     path: PathBuf,
+    /// Said once at load: what opening the file found (an empty file, a repair).
+    notes: Vec<String>,
 }
 
 impl std::fmt::Debug for RedbBackend {
@@ -79,7 +114,39 @@ impl RedbBackend {
         std::fs::create_dir_all(dir)
             .map_err(|source| BackendError::Io { context: format!("creating {}", dir.display()), source })?;
         let path = dir.join(FILE_NAME);
-        let database = Database::create(&path).map_err(db)?;
+        let mut notes = Vec::new();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            // redb makes a new database of an empty file: say so, since a file that held
+            // data and was truncated to nothing looks exactly the same.
+            notes.push(format!(
+                "{} was empty (0 bytes) and now holds a new, empty store; if it held data, it was truncated: \
+                 restore it from a backup",
+                path.display()
+            ));
+        }
+        // redb verifies a file that was not closed cleanly (checksums of the last commit) and
+        // falls back to the commit before if the last one is damaged; its callback reports
+        // progress 0.3 exactly when it falls back.
+        let repair = Arc::new(AtomicU8::new(REPAIR_NONE));
+        let seen = repair.clone();
+        let mut builder = Database::builder();
+        builder.set_repair_callback(move |session| {
+            let step = if (session.progress() - 0.3).abs() < 1e-9 { REPAIR_ROLLED_BACK } else { REPAIR_RAN };
+            seen.fetch_max(step, Ordering::Relaxed);
+        });
+        let database = builder.create(&path).map_err(|e| open_failed(&path, e))?;
+        match repair.load(Ordering::Relaxed) {
+            REPAIR_ROLLED_BACK => notes.push(format!(
+                "{} was not closed cleanly and its last commit failed redb's checksum: redb rolled back to the commit \
+                 before, so the writes of the last commit are lost (the disk or the file may be damaged)",
+                path.display()
+            )),
+            REPAIR_RAN => notes.push(format!(
+                "{} was not closed cleanly (a crash or kill): redb verified it and it is intact",
+                path.display()
+            )),
+            _ => {}
+        }
         let txn = database.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
@@ -102,7 +169,7 @@ impl RedbBackend {
             txn.open_table(SESSIONS).map_err(db)?;
         }
         txn.commit().map_err(db)?;
-        Ok(Self { db: database, path })
+        Ok(Self { db: database, path, notes })
     }
 
     /// The database file.
@@ -111,54 +178,106 @@ impl RedbBackend {
     }
 }
 
+/// `e`, sharing the already decoded copy if it is the same version.
+fn share(latest: &HashMap<String, (EventKind, EntryRef)>, e: api::Entry) -> EntryRef {
+    match latest.get(&e.key) {
+        Some((_, known)) if known.mod_revision == e.mod_revision && **known == e => known.clone(),
+        _ => Arc::new(e),
+    }
+}
+
+/// Decodes the log record stored at revision `at`; the error says what is wrong with it.
+fn decode_record(
+    at: i64,
+    bytes: &[u8],
+    latest: &HashMap<String, (EventKind, EntryRef)>,
+) -> Result<RevisionRecord, String> {
+    let stored = StoredRecord::decode(bytes).map_err(|e| e.to_string())?;
+    if stored.revision != at {
+        return Err(format!("it holds revision {}", stored.revision));
+    }
+    let mut events = Vec::with_capacity(stored.events.len());
+    for ev in stored.events {
+        let kind = match api::event::Type::try_from(ev.r#type) {
+            Ok(api::event::Type::Put) => EventKind::Put,
+            Ok(api::event::Type::Delete) => EventKind::Delete,
+            _ => return Err(format!("it holds an event of unknown type {}", ev.r#type)),
+        };
+        let entry = ev.entry.ok_or("it holds an event without an entry")?;
+        let prev = ev.prev_entry.map(|p| share(latest, p));
+        events.push(Event { kind, entry: share(latest, entry), prev });
+    }
+    Ok(RevisionRecord { revision: stored.revision, time_ms: stored.time_ms, events })
+}
+
 impl Backend for RedbBackend {
+    /// Reads everything back. A record that does not decode is reported in
+    /// [`Snapshot::skipped`] and left out (a live entry is restored from the log when the
+    /// log holds its last change); only a failure of redb itself fails the load.
     fn load(&self) -> Result<Snapshot, BackendError> {
         let txn = self.db.begin_read().map_err(db)?;
         let meta = txn.open_table(META).map_err(db)?;
         let revision = meta.get("revision").map_err(db)?.map_or(0, |v| v.value());
         let compact_revision = meta.get("compact_revision").map_err(db)?.map_or(0, |v| v.value());
+        let mut skipped = Vec::new();
+        let mut skip = |record: String, problem: String| {
+            tracing::error!(file = %self.path.display(), record = %record, problem = %problem, "state store record skipped");
+            skipped.push(SkippedRecord { record, problem });
+        };
 
         // Decoded entries are shared (`Arc`) between the log and the live keys where they
         // are the same version, as they are in memory before a restart.
-        let mut latest: HashMap<String, EntryRef> = HashMap::new();
-        let share = |latest: &HashMap<String, EntryRef>, e: api::Entry| -> EntryRef {
-            match latest.get(&e.key) {
-                Some(known) if known.mod_revision == e.mod_revision && **known == e => known.clone(),
-                _ => Arc::new(e),
-            }
-        };
+        let mut latest: HashMap<String, (EventKind, EntryRef)> = HashMap::new();
         let mut records = Vec::new();
+        let mut last_skipped_revision = 0;
         for row in txn.open_table(LOG).map_err(db)?.range::<i64>(..).map_err(db)? {
             let (k, v) = row.map_err(db)?;
-            let stored = StoredRecord::decode(v.value()).map_err(|e| corrupt("log record", e))?;
-            if stored.revision != k.value() {
-                return Err(BackendError::Corrupt(format!(
-                    "log record {} holds revision {}",
-                    k.value(),
-                    stored.revision
-                )));
+            let at = k.value();
+            if at <= compact_revision {
+                continue; // Compacted; the next compaction deletes it.
             }
-            let mut events = Vec::with_capacity(stored.events.len());
-            for ev in stored.events {
-                let kind = match api::event::Type::try_from(ev.r#type) {
-                    Ok(api::event::Type::Put) => EventKind::Put,
-                    Ok(api::event::Type::Delete) => EventKind::Delete,
-                    _ => return Err(BackendError::Corrupt(format!("event of type {} in the log", ev.r#type))),
-                };
-                let entry = ev.entry.ok_or_else(|| BackendError::Corrupt("event without entry".into()))?;
-                let prev = ev.prev_entry.map(|p| share(&latest, p));
-                let entry = share(&latest, entry);
-                latest.insert(entry.key.clone(), entry.clone());
-                events.push(Event { kind, entry, prev });
+            match decode_record(at, v.value(), &latest) {
+                Ok(record) => {
+                    for e in &record.events {
+                        latest.insert(e.entry.key.clone(), (e.kind, e.entry.clone()));
+                    }
+                    records.push(Arc::new(record));
+                }
+                Err(problem) => {
+                    last_skipped_revision = at;
+                    skip(format!("the log record of revision {at}"), problem);
+                }
             }
-            records.push(Arc::new(RevisionRecord { revision: stored.revision, time_ms: stored.time_ms, events }));
         }
 
         let mut entries = Vec::new();
         for row in txn.open_table(KV).map_err(db)?.range::<&str>(..).map_err(db)? {
-            let (_, v) = row.map_err(db)?;
-            let entry = api::Entry::decode(v.value()).map_err(|e| corrupt("entry", e))?;
-            entries.push(share(&latest, entry));
+            let (k, v) = row.map_err(db)?;
+            let key = k.value();
+            let problem = match api::Entry::decode(v.value()) {
+                Ok(e) if e.key == key => {
+                    entries.push(share(&latest, e));
+                    continue;
+                }
+                Ok(e) => format!("it holds the entry of key {:?}", e.key),
+                Err(e) => e.to_string(),
+            };
+            // The log's last change of the key is its live entry, unless a later change
+            // might be in a log record that was skipped.
+            let restored = match latest.get(key) {
+                Some((EventKind::Put, e)) if e.mod_revision > last_skipped_revision => Some(e.clone()),
+                _ => None,
+            };
+            match restored {
+                Some(e) => {
+                    skip(
+                        format!("the entry of key {key:?}"),
+                        format!("{problem}; restored from the log record of revision {}", e.mod_revision),
+                    );
+                    entries.push(e);
+                }
+                None => skip(format!("the entry of key {key:?}"), format!("{problem}; the key is not served")),
+            }
         }
 
         let mut sessions: HashMap<String, Session> = HashMap::new();
@@ -169,10 +288,17 @@ impl Backend for RedbBackend {
         for row in txn.open_table(DEDUP).map_err(db)?.range::<(&str, u64)>(..).map_err(db)? {
             let (k, v) = row.map_err(db)?;
             let (session, seq) = k.value();
-            let rec = DedupRecord::decode(v.value()).map_err(|e| corrupt("session record", e))?;
-            sessions.entry(session.to_string()).or_default().records.insert(seq, rec);
+            match DedupRecord::decode(v.value()) {
+                Ok(rec) => {
+                    sessions.entry(session.to_string()).or_default().records.insert(seq, rec);
+                }
+                Err(e) => skip(
+                    format!("the outcome of write {seq} of Sync session {session:?}"),
+                    format!("{e}; a resend of that write applies it again"),
+                ),
+            }
         }
-        Ok(Snapshot { revision, compact_revision, entries, records, sessions })
+        Ok(Snapshot { revision, compact_revision, entries, records, sessions, skipped, notes: self.notes.clone() })
     }
 
     fn commit(&self, c: &Commit) -> Result<(), BackendError> {

@@ -19,28 +19,68 @@ pub struct State {
 }
 
 impl State {
-    /// The state a backend loaded. Fails if the log is not contiguous.
-    pub fn from_snapshot(s: Snapshot) -> Result<Self, String> {
-        if s.compact_revision > s.revision || s.compact_revision < 0 {
-            return Err(format!("compact revision {} is beyond revision {}", s.compact_revision, s.revision));
+    /// The state a backend loaded. What does not fit together is repaired rather than
+    /// refused, and each repair is described in the returned sentences:
+    /// - the revision is at least every revision seen (no revision is handed out twice);
+    /// - the compact revision lies within `0..=revision`;
+    /// - the log is contiguous: before a gap (a record missing, or skipped because it could
+    ///   not be read back) everything is treated as compacted, so reads and watches from
+    ///   those revisions answer OUT_OF_RANGE as for any compacted revision.
+    pub fn from_snapshot(s: Snapshot) -> (Self, Vec<String>) {
+        let mut notes = Vec::new();
+        let seen =
+            s.records.iter().map(|r| r.revision).chain(s.entries.iter().map(|e| e.mod_revision)).max().unwrap_or(0);
+        let mut revision = s.revision.max(0);
+        if seen > revision {
+            notes.push(format!(
+                "the store was at revision {revision}, but holds records of revision {seen}: it continues from {seen}"
+            ));
+            revision = seen;
         }
-        for (i, r) in s.records.iter().enumerate() {
-            let want = s.compact_revision + 1 + i as i64;
-            if r.revision != want {
-                return Err(format!("event log has revision {} where {want} was expected", r.revision));
+        let mut compact = s.compact_revision.clamp(0, revision);
+        if compact != s.compact_revision {
+            notes.push(format!(
+                "the compact revision {} was outside 0..={revision}: it is {compact} now",
+                s.compact_revision
+            ));
+        }
+        let mut records: Vec<RecordRef> =
+            s.records.into_iter().filter(|r| r.revision > compact && r.revision <= revision).collect();
+        records.sort_by_key(|r| r.revision);
+        records.dedup_by_key(|r| r.revision);
+        // Every run of missing revisions, and the compact revision that leaves no gap.
+        let mut missing: Vec<(i64, i64)> = Vec::new();
+        let mut expected = compact + 1;
+        for r in records.iter().map(|r| r.revision).chain(std::iter::once(revision + 1)) {
+            if r > expected {
+                missing.push((expected, r - 1));
             }
+            expected = r + 1;
         }
-        let last = s.records.last().map_or(s.compact_revision, |r| r.revision);
-        if last != s.revision {
-            return Err(format!("event log ends at revision {last}, the store is at {}", s.revision));
+        if let Some(&(_, last_missing)) = missing.last() {
+            let runs: Vec<String> = missing
+                .iter()
+                .take(5)
+                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a} to {b}") })
+                .collect();
+            let more = if missing.len() > 5 { format!(" and {} more runs", missing.len() - 5) } else { String::new() };
+            notes.push(format!(
+                "the event log has no readable record of revision {}{more}: history up to revision {last_missing} is \
+                 treated as compacted (reads and watches from before revision {} answer out_of_range)",
+                runs.join(", "),
+                last_missing + 1
+            ));
+            compact = last_missing;
+            records.retain(|r| r.revision > compact);
         }
-        Ok(Self {
-            revision: s.revision,
-            compact_revision: s.compact_revision,
+        let state = Self {
+            revision,
+            compact_revision: compact,
             keys: s.entries.into_iter().map(|e| (e.key.clone(), e)).collect(),
-            log: s.records.into(),
+            log: records.into(),
             sessions: s.sessions,
-        })
+        };
+        (state, notes)
     }
 
     /// The current revision.
@@ -219,5 +259,54 @@ impl State {
                 session.records.remove(seq);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::services::state::engine::RevisionRecord;
+
+    fn snapshot(revision: i64, compact: i64, log: &[i64]) -> Snapshot {
+        let records =
+            log.iter().map(|&r| Arc::new(RevisionRecord { revision: r, time_ms: 0, events: Vec::new() })).collect();
+        Snapshot { revision, compact_revision: compact, records, ..Default::default() }
+    }
+
+    fn load(s: Snapshot) -> (i64, i64, Vec<i64>, Vec<String>) {
+        let (state, notes) = State::from_snapshot(s);
+        (state.revision, state.compact_revision, state.log.iter().map(|r| r.revision).collect(), notes)
+    }
+
+    #[test]
+    fn a_contiguous_log_loads_as_it_is() {
+        assert_eq!(load(snapshot(5, 2, &[3, 4, 5])), (5, 2, vec![3, 4, 5], vec![]));
+        assert_eq!(load(snapshot(0, 0, &[])), (0, 0, vec![], vec![]));
+    }
+
+    #[test]
+    fn history_before_the_last_gap_is_compacted() {
+        let (revision, compact, log, notes) = load(snapshot(9, 2, &[3, 5, 6, 8, 9]));
+        assert_eq!((revision, compact, log), (9, 7, vec![8, 9]));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("revision 4, 7: history up to revision 7"), "{notes:?}");
+        // Missing at the end: nothing is left to replay.
+        let (_, compact, log, notes) = load(snapshot(9, 2, &[3, 4]));
+        assert_eq!((compact, log), (9, vec![]));
+        assert!(notes[0].contains("revision 5 to 9"), "{notes:?}");
+    }
+
+    #[test]
+    fn revisions_are_never_handed_out_twice() {
+        // Records beyond the stored revision: continue after them.
+        let (revision, compact, log, notes) = load(snapshot(3, 0, &[1, 2, 3, 4]));
+        assert_eq!((revision, compact, log), (4, 0, vec![1, 2, 3, 4]));
+        assert!(notes[0].contains("continues from 4"), "{notes:?}");
+        // A compact revision beyond the revision is brought back into range.
+        let (revision, compact, _, notes) = load(snapshot(3, 7, &[]));
+        assert_eq!((revision, compact), (3, 3));
+        assert!(notes[0].contains("outside 0..=3"), "{notes:?}");
     }
 }

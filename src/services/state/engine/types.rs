@@ -263,10 +263,33 @@ pub struct Snapshot {
     pub compact_revision: i64,
     /// The live entries.
     pub entries: Vec<EntryRef>,
-    /// The retained log, in revision order: `compact_revision + 1 ..= revision`.
+    /// The retained log, in revision order: `compact_revision + 1 ..= revision`, less any
+    /// record that could not be read back (see [`State::from_snapshot`]).
+    ///
+    /// [`State::from_snapshot`]: super::State::from_snapshot
     pub records: Vec<RecordRef>,
     /// The sessions.
     pub sessions: HashMap<String, Session>,
+    /// Records that could not be read back, left out of the above.
+    pub skipped: Vec<SkippedRecord>,
+    /// Other things an operator should know about what was loaded (sentences).
+    pub notes: Vec<String>,
+}
+
+/// A stored record that could not be read back at start-up and was left out: the store
+/// starts without it and serves the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    /// Which record, in words: `the entry of key "a"`, `the log record of revision 7`.
+    pub record: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl std::fmt::Display for SkippedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.record, self.problem)
+    }
 }
 
 /// One group of writes as the backend must persist it, all or nothing.

@@ -16,18 +16,22 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::backend::{Backend, BackendError, MemoryBackend, RedbBackend};
-use super::engine::{
-    Batch, DedupKey, Event, HOUSEKEEPING_INTERVAL, KeyFilter, ListPage, RecordRef, SessionOutcome, State, WriteOp,
-    WriteOutput,
-};
+use super::engine::{DedupKey, KeyFilter, ListPage, RecordRef, SessionOutcome, State, WriteOp, WriteOutput};
 use super::error::StoreError;
+use super::load::{self, OpenReport};
 use super::options::{StateOptions, StorageKind};
 use crate::pb::portway::state::v1 as api;
+
+mod watcher;
+mod writer;
+
+pub use self::watcher::Watcher;
+use self::watcher::WatcherSlot;
+use self::writer::{Outcome, WriteRequest, WriterMsg, run_writer};
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +39,29 @@ pub enum OpenError {
     /// The backend failed to open or to load.
     #[error("opening the state store: {0}")]
     Backend(#[from] BackendError),
-    /// The loaded state is inconsistent.
-    #[error("the state store on disk is inconsistent: {0}")]
-    Inconsistent(String),
     /// An option is out of its range.
     #[error("{0}")]
     Options(String),
     /// The blocking open task failed.
     #[error("opening the state store: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+/// A snapshot of the store's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// The current revision.
+    pub revision: i64,
+    /// Events at or below this revision have been compacted.
+    pub compact_revision: i64,
+    /// Live keys.
+    pub keys: usize,
+    /// Open watches.
+    pub watchers: usize,
+    /// Records that could not be read back at start-up and are not served (see
+    /// [`Store::open_report`]).
+    pub skipped_records: usize,
 }
 
 /// Commits published to watchers: the records of one backend commit.
@@ -54,28 +72,13 @@ struct Shared {
     options: StateOptions,
     hub: broadcast::Sender<Published>,
     watchers: AtomicUsize,
+    report: OpenReport,
 }
 
 impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-enum Outcome {
-    Write(Result<WriteOutput, StoreError>),
-    Session(Result<SessionOutcome, StoreError>),
-}
-
-struct WriteRequest {
-    op: WriteOp,
-    session: Option<DedupKey>,
-    reply: oneshot::Sender<Outcome>,
-}
-
-enum WriterMsg {
-    Write(WriteRequest),
-    Shutdown(oneshot::Sender<()>),
 }
 
 /// A handle to the state store. Cheap to clone; all clones share one store.
@@ -92,10 +95,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Store {
     /// Opens the store `options` describe (creating the data directory if needed) and
     /// starts its writer task. Must be called within a tokio runtime.
@@ -110,19 +109,39 @@ impl Store {
         };
         let loader = backend.clone();
         let snapshot = tokio::task::spawn_blocking(move || loader.load()).await??;
-        let state = State::from_snapshot(snapshot).map_err(OpenError::Inconsistent)?;
+        let (state, report) = load::state(snapshot);
         tracing::info!(
             storage = ?options.storage,
             data_dir = %options.data_dir.display(),
             revision = state.revision(),
             keys = state.len(),
+            skipped_records = report.skipped.len(),
             "state store open"
         );
         let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
-        let shared = Arc::new(Shared { state: RwLock::new(state), options, hub, watchers: AtomicUsize::new(0) });
+        let shared =
+            Arc::new(Shared { state: RwLock::new(state), options, hub, watchers: AtomicUsize::new(0), report });
         let task = tokio::spawn(run_writer(shared.clone(), backend, rx));
         Ok(Self { shared, writer: tx, writer_task: Arc::new(Mutex::new(Some(task))) })
+    }
+
+    /// What the store found wrong when it opened (records it could not read back and
+    /// left out, an unclean shutdown, ...): empty after a clean start.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.shared.report
+    }
+
+    /// Counters for operators.
+    pub fn stats(&self) -> StoreStats {
+        let state = self.shared.read();
+        StoreStats {
+            revision: state.revision(),
+            compact_revision: state.compact_revision(),
+            keys: state.len(),
+            watchers: self.shared.watchers.load(Ordering::Relaxed),
+            skipped_records: self.shared.report.skipped.len(),
+        }
     }
 
     /// The options the store was opened with.
@@ -231,113 +250,6 @@ impl Store {
     }
 }
 
-/// Counts open watches against `max_watchers`.
-struct WatcherSlot(Arc<Shared>);
-
-impl WatcherSlot {
-    fn claim(shared: &Arc<Shared>) -> Result<Self, StoreError> {
-        let max = shared.options.max_watchers;
-        let prev = shared.watchers.fetch_add(1, Ordering::AcqRel);
-        if prev >= max {
-            shared.watchers.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Limit {
-                limit: "max_watchers",
-                what: "open watches",
-                max: i64::try_from(max).unwrap_or(i64::MAX),
-                actual: i64::try_from(prev + 1).unwrap_or(i64::MAX),
-                exhausted: true,
-            });
-        }
-        Ok(Self(shared.clone()))
-    }
-}
-
-impl Drop for WatcherSlot {
-    fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How many log records a catching-up watcher copies per step.
-const CATCH_UP_CHUNK: usize = 256;
-
-/// One watch: first the log from its start revision, then live commits.
-pub struct Watcher {
-    shared: Arc<Shared>,
-    filter: KeyFilter,
-    next: i64,
-    head: i64,
-    live: Option<broadcast::Receiver<Published>>,
-    _slot: WatcherSlot,
-}
-
-impl Watcher {
-    /// The store revision when the watch started.
-    pub fn start_head(&self) -> i64 {
-        self.head
-    }
-
-    /// The next revision this watcher will deliver events of (resume point).
-    pub fn next_revision(&self) -> i64 {
-        self.next
-    }
-
-    fn matching(&self, records: &[RecordRef], into: &mut Vec<Event>) -> i64 {
-        let mut last = 0;
-        for r in records.iter().filter(|r| r.revision >= self.next) {
-            for e in r.events.iter().filter(|e| self.filter.matches(e.key())) {
-                into.push(e.clone());
-                last = r.revision;
-            }
-        }
-        last
-    }
-
-    /// The next events (whole revisions, in order), with the revision of the last one.
-    /// Waits for a commit when caught up.
-    pub async fn next_events(&mut self) -> Result<(Vec<Event>, i64), StoreError> {
-        loop {
-            let Some(live) = self.live.as_mut() else {
-                // Catching up from the log, a chunk at a time.
-                let state = self.shared.read();
-                if self.next > state.revision() {
-                    self.live = Some(self.shared.hub.subscribe());
-                    continue;
-                }
-                let records = state.records(self.next, state.revision(), CATCH_UP_CHUNK)?;
-                drop(state);
-                let mut events = Vec::new();
-                let last = self.matching(&records, &mut events);
-                if let Some(r) = records.last() {
-                    self.next = r.revision + 1;
-                }
-                if !events.is_empty() {
-                    return Ok((events, last));
-                }
-                continue;
-            };
-            match live.recv().await {
-                Ok(records) => {
-                    let mut events = Vec::new();
-                    let last = self.matching(&records, &mut events);
-                    if let Some(r) = records.last() {
-                        self.next = self.next.max(r.revision + 1);
-                    }
-                    if !events.is_empty() {
-                        return Ok((events, last));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Err(StoreError::Lagged { resume: self.next, buffer: self.shared.options.watch_buffer });
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(StoreError::Unavailable("the state store is shut down".into()));
-                }
-            }
-        }
-    }
-}
-
 /// Refuses options the store cannot honour.
 fn check_options(options: &StateOptions) -> Result<(), OpenError> {
     let derived = super::depth::derivation()
@@ -351,111 +263,6 @@ fn check_options(options: &StateOptions) -> Result<(), OpenError> {
             options.max_value_depth,
             ceiling = derived.ceiling
         )));
-    }
-    Ok(())
-}
-
-/// The writer task: group commit.
-async fn run_writer(shared: Arc<Shared>, backend: Arc<dyn Backend>, mut rx: mpsc::Receiver<WriterMsg>) {
-    let max_batch = shared.options.max_batch.max(1);
-    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failed: Option<String> = None;
-    let mut shutdown: Option<oneshot::Sender<()>> = None;
-    loop {
-        let mut batch: Vec<WriteRequest> = Vec::new();
-        let mut housekeeping = false;
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(WriterMsg::Write(w)) => batch.push(w),
-                Some(WriterMsg::Shutdown(done)) => shutdown = Some(done),
-                None => break,
-            },
-            _ = tick.tick() => housekeeping = true,
-        }
-        while shutdown.is_none() && batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(WriterMsg::Write(w)) => batch.push(w),
-                Ok(WriterMsg::Shutdown(done)) => shutdown = Some(done),
-                Err(_) => break,
-            }
-        }
-        if let Some(reason) = &failed {
-            for w in batch {
-                let e = StoreError::Unavailable(format!("the state store stopped taking writes after: {reason}"));
-                let _ =
-                    w.reply.send(if w.session.is_some() { Outcome::Session(Err(e)) } else { Outcome::Write(Err(e)) });
-            }
-        } else if (!batch.is_empty() || housekeeping)
-            && let Err(e) = commit_batch(&shared, &backend, batch, housekeeping).await
-        {
-            tracing::error!(error = %e, "state store commit failed; refusing further writes until restart");
-            failed = Some(e);
-        }
-        if let Some(done) = shutdown.take() {
-            drop(backend);
-            let _ = done.send(());
-            return;
-        }
-    }
-}
-
-/// Evaluates, persists, applies and publishes one group; answers every writer. Returns the
-/// storage error (already reported to the writers) if the commit failed.
-async fn commit_batch(
-    shared: &Arc<Shared>,
-    backend: &Arc<dyn Backend>,
-    batch: Vec<WriteRequest>,
-    housekeeping: bool,
-) -> Result<(), String> {
-    let now = now_ms();
-    let mut answers = Vec::with_capacity(batch.len());
-    let commit = {
-        let state = shared.read();
-        let mut b = Batch::new(&state, &shared.options, now);
-        for w in batch {
-            let outcome = match &w.session {
-                Some(key) => Outcome::Session(b.apply_in_session(key, &w.op)),
-                None => Outcome::Write(b.apply(&w.op)),
-            };
-            answers.push((w.reply, outcome));
-        }
-        b.finish(housekeeping)
-    };
-    if !commit.is_empty() {
-        let persisted = if backend.blocking() {
-            let backend = backend.clone();
-            tokio::task::spawn_blocking(move || backend.commit(&commit).map(|()| commit))
-                .await
-                .map_err(|e| BackendError::Corrupt(format!("commit task failed: {e}")))
-                .and_then(|r| r)
-        } else {
-            backend.commit(&commit).map(|()| commit)
-        };
-        let commit = match persisted {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = e.to_string();
-                for (reply, outcome) in answers {
-                    let err = StoreError::Storage(msg.clone());
-                    let _ = reply.send(match outcome {
-                        Outcome::Session(_) => Outcome::Session(Err(err)),
-                        Outcome::Write(_) => Outcome::Write(Err(err)),
-                    });
-                }
-                return Err(msg);
-            }
-        };
-        let mut state = shared.state.write().unwrap_or_else(PoisonError::into_inner);
-        state.apply(&commit);
-        if !commit.records.is_empty() {
-            // No receivers is fine: nobody is watching.
-            let _ = shared.hub.send(commit.records.into());
-        }
-        drop(state);
-    }
-    for (reply, outcome) in answers {
-        let _ = reply.send(outcome);
     }
     Ok(())
 }

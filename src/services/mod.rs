@@ -54,7 +54,9 @@ pub async fn mount(options: &ServiceOptions) -> Result<Mounted, MountError> {
     let mut names: Vec<&str> = vec!["grpc.health.v1.Health"];
     let mut routes = Routes::builder();
     routes.add_service(health_service);
-    let store = state::Store::open(options.state.clone()).await?;
+    let mut state_options = options.state.clone();
+    state_options.max_message_bytes = options.max_message_bytes;
+    let store = state::Store::open(state_options).await?;
     routes.add_service(state::service(store.clone(), options.max_message_bytes));
     names.push(state::SERVICE_NAME);
     health.set_service_status(state::SERVICE_NAME, tonic_health::ServingStatus::Serving).await;

@@ -12,6 +12,7 @@ mod corruption;
 mod crash;
 mod depth;
 mod errors;
+mod hostile;
 mod model;
 mod semantics;
 mod sync;

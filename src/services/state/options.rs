@@ -37,6 +37,12 @@ pub struct StateOptions {
     /// decoders stop at 100 nested messages; see `docs/state-store.md`). A higher setting
     /// is refused by [`super::Store::open`].
     pub max_value_depth: usize,
+    /// The largest message the state service sends (its `max_message_bytes`;
+    /// [`crate::services::mount`] sets it from [`crate::services::ServiceOptions`]). A
+    /// write whose revision (its events with their previous entries: a Watch, History or
+    /// Sync message never splits a revision) or whose transaction answer would be larger is
+    /// refused with INVALID_ARGUMENT before anything is written. Default: 4 MiB.
+    pub max_message_bytes: usize,
     /// Most operations in one transaction branch, comparisons in one transaction, or puts
     /// in one PutMany. Default: 1,024.
     pub max_txn_ops: usize,
@@ -74,6 +80,7 @@ impl Default for StateOptions {
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
             max_value_depth: super::depth::default_max_value_depth(),
+            max_message_bytes: 4 * 1024 * 1024,
             max_txn_ops: 1024,
             max_watchers: 10_000,
             watch_buffer: 1024,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use pbjson_types::Value;
 
-use super::retention;
 use super::state::State;
 use super::types::{
     Commit, Compare, DedupKey, DedupRecord, EntryRef, Event, EventKind, OpOutput, Operator, RecordRef, RevisionRecord,
     SessionOutcome, Target, TxnOp, WriteOp, WriteOutput,
 };
+use super::{retention, size};
 use crate::pb::portway::state::v1 as api;
 use crate::services::state::error::StoreError;
 use crate::services::state::options::StateOptions;
@@ -26,6 +26,8 @@ pub struct Batch<'a> {
     time: pbjson_types::Timestamp,
     revision: i64,
     overlay: HashMap<String, Option<EntryRef>>,
+    /// What the write being evaluated replaced in `overlay`, to take it back if it fails.
+    undo: Vec<(String, Option<Option<EntryRef>>)>,
     records: Vec<RecordRef>,
     dedup: HashMap<String, BTreeMap<u64, DedupRecord>>,
 }
@@ -44,6 +46,7 @@ impl<'a> Batch<'a> {
             time,
             revision: state.revision,
             overlay: HashMap::new(),
+            undo: Vec::new(),
             records: Vec::new(),
             dedup: HashMap::new(),
         }
@@ -95,7 +98,8 @@ impl<'a> Batch<'a> {
             version: prev.as_ref().map_or(1, |p| p.version + 1),
             update_time: Some(self.time),
         });
-        self.overlay.insert(key.to_string(), Some(entry.clone()));
+        let replaced = self.overlay.insert(key.to_string(), Some(entry.clone()));
+        self.undo.push((key.to_string(), replaced));
         events.push(Event { kind: EventKind::Put, entry: entry.clone(), prev: prev.clone() });
         OpOutput::Put { entry, prev }
     }
@@ -109,7 +113,8 @@ impl<'a> Batch<'a> {
                 update_time: Some(self.time),
                 ..Default::default()
             });
-            self.overlay.insert(key.to_string(), None);
+            let replaced = self.overlay.insert(key.to_string(), None);
+            self.undo.push((key.to_string(), replaced));
             events.push(Event { kind: EventKind::Delete, entry: tombstone, prev: prev.clone() });
         }
         OpOutput::Delete { prev }
@@ -117,6 +122,7 @@ impl<'a> Batch<'a> {
 
     /// Evaluates one write. On error nothing of it is applied.
     pub fn apply(&mut self, op: &WriteOp) -> Result<WriteOutput, StoreError> {
+        self.undo.clear();
         let next = self.revision + 1;
         let mut events = Vec::new();
         let mut results = Vec::new();
@@ -149,6 +155,16 @@ impl<'a> Batch<'a> {
                     results.push(self.put(&p.key, &p.value, next, &mut events));
                 }
             }
+        }
+        let answer = matches!(op, WriteOp::Txn { .. }).then_some(results.as_slice());
+        if let Err(e) = size::check(&events, answer, self.options) {
+            for (key, replaced) in self.undo.drain(..).rev() {
+                match replaced {
+                    Some(entry) => self.overlay.insert(key, entry),
+                    None => self.overlay.remove(&key),
+                };
+            }
+            return Err(e);
         }
         let revision = if events.is_empty() {
             self.revision

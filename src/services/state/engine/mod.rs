@@ -11,10 +11,12 @@
 //! - `types`: the vocabulary (events, records, writes, results, snapshot, commit);
 //! - `state`: the committed state and its reads;
 //! - `batch`: evaluating writes, Sync deduplication;
+//! - `size`: whether what a write makes the service send fits in one message;
 //! - `retention`: what compaction and session expiry let go.
 
 mod batch;
 mod retention;
+mod size;
 mod state;
 mod types;
 

@@ -1,9 +1,6 @@
 //! Clients for the state store tests: tonic (native gRPC), a small Connect JSON client
 //! (HTTP/1.1, unary and streaming), a child `portway` process, and error-detail decoding.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -15,7 +12,6 @@ use portway::pb::portway::state::v1::state_service_client::StateServiceClient;
 use portway::transcode::framing::{Decoder, FLAG_END_STREAM, encode};
 use prost::Message as _;
 use serde_json::Value as Json;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tonic::transport::Channel;
 
 pub type Grpc = StateServiceClient<Channel>;
@@ -146,68 +142,16 @@ impl Connect {
     }
 }
 
-/// A `portway` process on `127.0.0.1:<ephemeral>`, killed (SIGKILL) on drop.
-pub struct Child {
-    pub process: tokio::process::Child,
-    pub url: String,
-}
+pub use super::trials::Process;
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// The `portway` binary `cargo test` built, as a child process (see [`Process`]).
+pub struct Child;
 
 impl Child {
-    /// Starts the binary with `args` and waits for its "portway listening" log line (the
-    /// address it bound; `--listen 127.0.0.1:0` picks a free port).
-    pub async fn start(args: &[&str]) -> Self {
-        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_portway"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            // tracing-subscriber's fmt layer logs to stdout.
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn portway");
-        let stdout = process.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let find = async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                let line = strip_ansi(&line);
-                if line.contains("portway listening")
-                    && let Some(rest) = line.split("address=").nth(1)
-                {
-                    return rest.split_whitespace().next().map(str::to_string);
-                }
-            }
-            None
-        };
-        let addr = tokio::time::timeout(Duration::from_secs(60), find)
+    /// Starts it with `args` on `127.0.0.1:<ephemeral>` and waits until it listens.
+    pub async fn start(args: &[&str]) -> Process {
+        Process::start(std::path::Path::new(env!("CARGO_BIN_EXE_portway")), args)
             .await
-            .expect("portway started within 60 s")
-            .expect("portway printed its address");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { process, url: format!("http://{addr}") }
-    }
-
-    /// SIGKILL, and wait for the process to be gone.
-    pub async fn kill9(mut self) {
-        self.process.kill().await.expect("kill -9");
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -5,7 +5,8 @@
 //! What redb does, found by these tests: it does not verify checksums when it opens a file
 //! that was closed cleanly, so damaged record bytes reach the store's decoder (and are
 //! skipped here). A file that was not closed cleanly (kill -9) is verified: if the last
-//! commit fails its checksum, redb rolls back to the commit before (reported here). A file
+//! commit fails its checksum, redb rolls back to the commit before (reported here; after a
+//! plain crash that is a commit the kill cut short, never acknowledged). A file
 //! shorter than its own layout is refused outright ("File truncated below stored layout"),
 //! and a file truncated to nothing is taken for a new database (reported here).
 

@@ -1,68 +1,34 @@
 //! Crash safety: a real `portway` process is killed with SIGKILL while writes are in
-//! flight; after a restart on the same data directory every acknowledged write is there,
-//! and Sync resends are still recognised.
+//! flight, again and again; after each restart on the same data directory every
+//! acknowledged write is there, and Sync resends are still recognised.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::sync::{Mutex, Notify};
 
 use super::api;
 use super::client::{Child, grpc, put};
+use super::trials::{self, Plan};
 
+/// The short run of the crash trials (`tests/state/trials.rs`; the recorded run of 100 is
+/// `scripts/crash-trials`): five kills mid-write, and after every restart each acknowledged
+/// write is there with its value and revision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_string();
-    let child = Child::start(&["--data-dir", &data_dir]).await;
-
-    const WRITERS: usize = 16;
-    const KILL_AFTER: usize = 400;
-    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
-    let count = Arc::new(AtomicUsize::new(0));
-    let enough = Arc::new(Notify::new());
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let (url, acked, count, enough) = (child.url.clone(), acked.clone(), count.clone(), enough.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut client = grpc(&url).await;
-            for i in 0.. {
-                let key = format!("crash/{w}/{i}");
-                // Fails once the process is gone; the writes acknowledged before count.
-                let Ok(resp) = client.put(put(&key, f64::from(i))).await else { return };
-                acked.lock().await.push((key, resp.into_inner().revision));
-                if count.fetch_add(1, Ordering::SeqCst) + 1 == KILL_AFTER {
-                    enough.notify_one();
-                }
-            }
-        }));
-    }
-    enough.notified().await;
-    child.kill9().await;
-    for t in tasks {
-        t.await.expect("writer task");
-    }
-    let acked = acked.lock().await.clone();
-    assert!(acked.len() >= KILL_AFTER);
-
-    let child = Child::start(&["--data-dir", &data_dir]).await;
-    let mut client = grpc(&child.url).await;
-    for (key, revision) in &acked {
-        let e = client
-            .get(api::GetRequest { key: key.clone(), revision: 0 })
-            .await
-            .unwrap_or_else(|s| panic!("acknowledged write {key} lost: {s}"))
-            .into_inner()
-            .entry
-            .expect("entry");
-        assert_eq!(e.mod_revision, *revision, "{key}");
-        assert_eq!(e.version, 1, "{key} written once");
-    }
-    // Revisions are dense: every acknowledged revision is at most the current one.
-    let head = client.get(api::GetRequest { key: acked[0].0.clone(), revision: 0 }).await.expect("get").into_inner();
-    assert!(acked.iter().all(|(_, r)| *r <= head.revision));
-    child.kill9().await;
+    let plan = Plan {
+        bin: std::path::PathBuf::from(env!("CARGO_BIN_EXE_portway")),
+        data_dir: dir.path().to_path_buf(),
+        trials: 5,
+        writers: 16,
+        min_acks: 100,
+        max_extra_delay: Duration::from_millis(100),
+        seed: 0x5eed,
+    };
+    let totals = trials::run(&plan, |_, _| {}).await;
+    assert!(totals.problems.is_empty(), "{:#?}", totals.problems);
+    assert_eq!((totals.trials, totals.starts, totals.lost), (5, 6, 0), "{totals:?}");
+    assert!(totals.acknowledged >= 5 * 100, "{totals:?}");
 }
 
 fn sync_msg(r: api::sync_request::Request) -> api::SyncRequest {

@@ -16,4 +16,5 @@ mod hostile;
 mod model;
 mod semantics;
 mod sync;
+mod trials;
 mod watch;

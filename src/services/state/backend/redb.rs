@@ -125,8 +125,9 @@ impl RedbBackend {
             ));
         }
         // redb verifies a file that was not closed cleanly (checksums of the last commit) and
-        // falls back to the commit before if the last one is damaged; its callback reports
-        // progress 0.3 exactly when it falls back.
+        // falls back to the commit before if the last one does not verify: a commit cut
+        // short by the crash (redb writes the header before the pages, then one fsync), or
+        // damage. Its callback reports progress 0.3 exactly when it falls back.
         let repair = Arc::new(AtomicU8::new(REPAIR_NONE));
         let seen = repair.clone();
         let mut builder = Database::builder();
@@ -137,8 +138,9 @@ impl RedbBackend {
         let database = builder.create(&path).map_err(|e| open_failed(&path, e))?;
         match repair.load(Ordering::Relaxed) {
             REPAIR_ROLLED_BACK => notes.push(format!(
-                "{} was not closed cleanly and its last commit failed redb's checksum: redb rolled back to the commit \
-                 before, so the writes of the last commit are lost (the disk or the file may be damaged)",
+                "{} was not closed cleanly and its last commit did not verify: redb rolled back to the commit \
+                 before. After a crash that is a commit that had not finished, whose writes were never \
+                 acknowledged; if the file was damaged in another way, the writes of that commit are lost",
                 path.display()
             )),
             REPAIR_RAN => notes.push(format!(

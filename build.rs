@@ -17,6 +17,9 @@ use heck::{ToSnakeCase, ToUpperCamelCase};
 use prost::Message as _;
 use prost_types::{DescriptorProto, FileDescriptorSet, MethodOptions, method_options::IdempotencyLevel};
 
+#[path = "build/web_assets.rs"]
+mod web_assets;
+
 const WELL_KNOWN: &str = ".google.protobuf";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     std::fs::write(out_dir.join("pb.rs"), module_tree(&packages, &out_dir))?;
     std::fs::write(out_dir.join("method_table.rs"), method_table(&fds)?)?;
+    web_assets::embed(&out_dir)?;
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub struct Config {
     /// The directory of static files served at `/`. Default: `None` (no static files;
     /// `/healthz` and `/metrics` are still served).
     pub web_root: Option<PathBuf>,
+    /// Serve the demo page embedded in the binary at `/` (with `web_root` set, that
+    /// directory replaces the page's own files; its libraries under `/vendor/` and the schema
+    /// at `/portway.binpb` are still served). Default: `false`; the `portway` binary sets it.
+    pub demo: bool,
     /// The multiplexed JSON-over-WebSocket protocol (`docs/websocket-protocol.md`).
     pub websocket: WebSocketConfig,
 }
@@ -37,6 +41,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             http: HttpConfig::default(),
             web_root: None,
+            demo: false,
             websocket: WebSocketConfig::default(),
         }
     }

@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod server;
 pub mod services;
 pub mod transcode;
+mod web_assets;
 
 pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder};

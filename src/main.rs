@@ -24,8 +24,8 @@ struct Args {
     #[arg(long, env = "PORTWAY_INTEROP")]
     interop: bool,
 
-    /// Directory of static files served at `/`. Defaults to `web/` next to the
-    /// binary's source tree, if it exists.
+    /// Directory of static files served at `/` instead of the demo page embedded in the
+    /// binary (its libraries under /vendor/ and /portway.binpb are still served).
     #[arg(long, env = "PORTWAY_WEB_DIR")]
     web_dir: Option<PathBuf>,
 
@@ -248,10 +248,8 @@ async fn main() -> Result<(), Fatal> {
     }
     config.cors.expose_headers =
         args.cors_expose_headers.iter().map(|h| HeaderName::from_bytes(h.as_bytes())).collect::<Result<Vec<_>, _>>()?;
-    config.web_root = args.web_dir.or_else(|| {
-        let bundled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web"));
-        bundled.is_dir().then_some(bundled)
-    });
+    config.web_root = args.web_dir;
+    config.demo = true;
 
     let mut options = ServiceOptions::default();
     options.interop = args.interop;

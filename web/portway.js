@@ -91,6 +91,7 @@ export class PortwayClient {
   #pingSeq = 0;
   #closed = false;
   #connecting = false;
+  #state = "idle";
 
   /**
    * @param {string} url e.g. "wss://host/ws"; `?access_token=` works too, but prefer `token`
@@ -130,6 +131,14 @@ export class PortwayClient {
     });
   }
 
+  /**
+   * Where the connection stands: `"idle"` (no socket, none needed yet), `"connecting"`,
+   * `"open"`, `"reconnecting"` (waiting out a backoff delay) or `"closed"` (by `close()`).
+   */
+  get state() {
+    return this.#state;
+  }
+
   /** The limits the server announced (null before the first hello). */
   get limits() {
     return this.#hello;
@@ -149,6 +158,7 @@ export class PortwayClient {
   /** Closes the socket for good; every open call fails with `canceled`. */
   close() {
     this.#closed = true;
+    this.#state = "closed";
     clearTimeout(this.#reconnectTimer);
     const err = new PortwayError("canceled", "client closed");
     for (const call of [...this.#calls.values(), ...this.#pending]) {
@@ -206,6 +216,20 @@ export class PortwayClient {
     return new Call(this, method, "bidi", options);
   }
 
+  /**
+   * Starts a call of any kind and returns its `Call`: what the four methods above do, for
+   * code that picks the kind at run time (the connect-es transport in `transport.js`).
+   * @param {string} method "/package.Service/Method"
+   * @param {"unary" | "server" | "client" | "bidi"} kind
+   * @param {object | undefined} request the request message of unary and server-streaming calls
+   * @param {CallOptions} [options]
+   * @returns {Call}
+   */
+  call(method, kind, request, options = {}) {
+    if (!["unary", "server", "client", "bidi"].includes(kind)) throw new TypeError(`unknown call kind ${kind}`);
+    return new Call(this, method, kind, options, request);
+  }
+
   // ---- internals used by Call ---------------------------------------------------------
 
   _defaultCredit() {
@@ -256,6 +280,7 @@ export class PortwayClient {
 
   #connect() {
     this.#connecting = true;
+    this.#state = "connecting";
     let ws;
     try {
       ws = new this.#WebSocket(this.#url, this.#protocols);
@@ -309,6 +334,7 @@ export class PortwayClient {
     this.#hello = hello;
     this.#connecting = false;
     this.#attempt = 0;
+    this.#state = "open";
     this.#startWatchdog(hello);
     this.#onEvent({ type: "open", hello });
     const waiting = [...this.#pending];
@@ -335,6 +361,7 @@ export class PortwayClient {
       }
     }
     if (this.#closed) return;
+    this.#state = "idle";
     this.#onEvent({ type: "close", reason: why });
     const err = new PortwayError("unavailable", `connection lost: ${why}`);
     for (const p of this.#pings.values()) p.reject(err);
@@ -360,6 +387,7 @@ export class PortwayClient {
     const base = Math.min(r.maxDelayMs, r.initialDelayMs * r.factor ** this.#attempt);
     const delay = base * (1 - r.jitter * Math.random());
     this.#attempt++;
+    this.#state = "reconnecting";
     this.#onEvent({ type: "reconnecting", attempt: this.#attempt, delayMs: delay });
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = null;
@@ -414,6 +442,8 @@ export class Call {
   #queue = [];
   #pullers = [];
   #consumed = 0;
+  #granted = 0;
+  #received = 0;
   #lastMessage = undefined;
   #gotHeaders = false;
   // request side
@@ -480,6 +510,26 @@ export class Call {
   /** Messages received and not yet consumed (never more than the credit granted). */
   get buffered() {
     return this.#queue.length;
+  }
+
+  /** Response messages the server may still send on this call before the client grants more. */
+  get credit() {
+    return this.#granted - this.#received;
+  }
+
+  /** Request messages this client may still send before the server grants more. */
+  get sendCredit() {
+    return this.#sendCredit;
+  }
+
+  /** `"unary"`, `"server"`, `"client"` or `"bidi"`. */
+  get kind() {
+    return this.#kind;
+  }
+
+  /** Whether the call has ended (with its status, a cancel or a lost connection). */
+  get done() {
+    return this.#done;
   }
 
   /**
@@ -561,7 +611,9 @@ export class Call {
     this.#sendCredit = hello.initialCredit;
     this.#endSent = false;
     this.#consumed = 0;
-    const frame = { type: "open", id, method: this.#method, credit: Math.max(0, this.#window - this.#queue.length) };
+    this.#received = 0;
+    this.#granted = Math.max(0, this.#window - this.#queue.length);
+    const frame = { type: "open", id, method: this.#method, credit: this.#granted };
     if (this.#options.metadata) frame.metadata = this.#options.metadata;
     if (this.#deadline !== null) frame.timeoutMs = Math.max(0, this.#deadline - Date.now());
     if (this.#kind === "unary" || this.#kind === "server") {
@@ -584,6 +636,7 @@ export class Call {
         }
         return;
       case "message":
+        this.#received++;
         this.#lastMessage = frame.message;
         if (this.#kind === "unary" || this.#kind === "client") {
           // One response message: the credit of the open frame covers it.
@@ -637,7 +690,10 @@ export class Call {
   #grant() {
     if (this.#done || this.id === undefined) return;
     if (this.#consumed >= Math.max(1, Math.floor(this.#window / 2))) {
-      if (this.#client._send({ type: "credit", id: this.id, credit: this.#consumed })) this.#consumed = 0;
+      if (this.#client._send({ type: "credit", id: this.id, credit: this.#consumed })) {
+        this.#granted += this.#consumed;
+        this.#consumed = 0;
+      }
     }
   }
 

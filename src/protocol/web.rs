@@ -1,4 +1,4 @@
-//! Plain HTTP: static files from the web root, `/healthz` and `/metrics`.
+//! Plain HTTP: static files (`crate::web_assets`), `/healthz` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -10,7 +10,6 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use prost::Message as _;
-use tower_http::services::ServeDir;
 
 use crate::gateway::Shared;
 use crate::pb::grpc::health::v1::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
@@ -20,9 +19,8 @@ use crate::transcode::{CallSetup, RequestMessages, call};
 pub fn router(shared: Arc<Shared>) -> Router {
     let router =
         Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(shared.clone());
-    match &shared.config.web_root {
-        // ServeDir never lists directories and refuses paths that escape the root.
-        Some(root) => router.fallback_service(ServeDir::new(root).append_index_html_on_directories(true)),
+    match crate::web_assets::service(&shared.config) {
+        Some(files) => router.fallback_service(files),
         None => router.fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") }),
     }
 }

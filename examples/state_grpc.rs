@@ -10,8 +10,8 @@ use std::error::Error;
 use portway::pb::google::rpc::Status as RpcStatus;
 use portway::pb::portway::state::v1::state_service_client::StateServiceClient;
 use portway::pb::portway::state::v1::{
-    ConflictDetail, GetRequest, ListRequest, PutRequest, SyncOpen, SyncRequest, SyncWrite, WatchRequest,
-    sync_request, sync_response, sync_write,
+    ConflictDetail, GetRequest, ListRequest, PutRequest, SyncOpen, SyncRequest, SyncWrite, WatchRequest, sync_request,
+    sync_response, sync_write,
 };
 use prost::Message as _;
 use tokio_stream::StreamExt as _;
@@ -27,19 +27,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let prefix = format!("examples/grpc/{}", std::process::id());
 
     // Server streaming: a watch of the prefix, opened before the writes it will see.
-    let mut watch = state.watch(WatchRequest { key: prefix.clone(), prefix: true, ..Default::default() }).await?.into_inner();
+    let mut watch =
+        state.watch(WatchRequest { key: prefix.clone(), prefix: true, ..Default::default() }).await?.into_inner();
     let created = watch.next().await.ok_or("the watch ended at once")??;
     println!("watch: created at revision {}", created.revision);
 
     // Unary.
     let key = format!("{prefix}/doc");
-    let put = state.put(PutRequest { key: key.clone(), value: string("hello"), ..Default::default() }).await?.into_inner();
+    let put =
+        state.put(PutRequest { key: key.clone(), value: string("hello"), ..Default::default() }).await?.into_inner();
     println!("put {key}: revision {}", put.revision);
     let got = state.get(GetRequest { key: key.clone(), revision: 0 }).await?.into_inner();
     println!("get {key}: {:?} at mod revision {}", got.entry.as_ref().and_then(|e| e.value.clone()), put.revision);
 
     // A compare-and-set that does not hold: FAILED_PRECONDITION with a ConflictDetail.
-    let stale = PutRequest { key: key.clone(), value: string("stale"), expected_revision: Some(0), ..Default::default() };
+    let stale =
+        PutRequest { key: key.clone(), value: string("stale"), expected_revision: Some(0), ..Default::default() };
     let status = state.put(stale).await.err().ok_or("the conflicting put succeeded")?;
     let detail = RpcStatus::decode(status.details())?
         .details
@@ -82,7 +85,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let session = format!("{prefix}/session");
     let write = SyncWrite {
         sequence: 1,
-        op: Some(sync_write::Op::Put(PutRequest { key: format!("{prefix}/sync"), value: string("once"), ..Default::default() })),
+        op: Some(sync_write::Op::Put(PutRequest {
+            key: format!("{prefix}/sync"),
+            value: string("once"),
+            ..Default::default()
+        })),
     };
     let requests = [
         sync_request::Request::Open(SyncOpen { session_id: session }),

@@ -55,7 +55,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 // The watch is registered: now write.
                 put_sent = true;
                 let put = json!({"key": format!("{prefix}/doc"), "value": {"title": "hello"}});
-                send(&mut ws, json!({"type": "open", "id": 2, "method": format!("{SVC}/Put"), "message": put, "end": true})).await?;
+                send(
+                    &mut ws,
+                    json!({"type": "open", "id": 2, "method": format!("{SVC}/Put"), "message": put, "end": true}),
+                )
+                .await?;
                 // Call 3: PutMany (client streaming); its 40 messages go out as credit allows.
                 send(&mut ws, json!({"type": "open", "id": 3, "method": format!("{SVC}/PutMany")})).await?;
                 to_send = (0..40).rev().map(|i| json!({"key": format!("{prefix}/many/{i:02}"), "value": i})).collect();
@@ -67,13 +71,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     send(&mut ws, json!({"type": "cancel", "id": 1})).await?;
                     // Call 4: a compare-and-set that cannot hold.
                     let cas = json!({"key": format!("{prefix}/doc"), "expectedRevision": "0"});
-                    send(&mut ws, json!({"type": "open", "id": 4, "method": format!("{SVC}/Put"), "message": cas, "end": true})).await?;
+                    send(
+                        &mut ws,
+                        json!({"type": "open", "id": 4, "method": format!("{SVC}/Put"), "message": cas, "end": true}),
+                    )
+                    .await?;
                 }
             }
             Some("message") => println!("call {id}: {}", frame["message"]),
             Some("credit") if id == 3 => send_credit += frame["credit"].as_u64().unwrap_or_default(),
             Some("status") => {
-                println!("call {id} ended: {} {}", frame["code"], frame.get("details").map(Value::to_string).unwrap_or_default());
+                println!(
+                    "call {id} ended: {} {}",
+                    frame["code"],
+                    frame.get("details").map(Value::to_string).unwrap_or_default()
+                );
                 done.insert(id, frame);
             }
             _ => {}
@@ -83,7 +95,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if ok(2) != Some(json!("ok")) || ok(3) != Some(json!("ok")) || ok(1) != Some(json!("canceled")) {
         return Err(format!("unexpected statuses: {done:?}").into());
     }
-    if ok(4) != Some(json!("failed_precondition")) || done[&4]["details"][0]["type"] != "portway.state.v1.ConflictDetail" {
+    if ok(4) != Some(json!("failed_precondition"))
+        || done[&4]["details"][0]["type"] != "portway.state.v1.ConflictDetail"
+    {
         return Err(format!("the conflict did not come back as one: {:?}", done.get(&4)).into());
     }
     ws.close(None).await?;

@@ -26,7 +26,7 @@ export function startStreams(client) {
     let received = 0;
     for (const c of calls) {
       const credit = c.call.done ? 0 : c.call.credit;
-      c.bar.style.width = `${(100 * credit) / CREDIT}%`;
+      c.bar.style.width = c.state === "done" ? "100%" : `${(100 * credit) / CREDIT}%`;
       c.meta.textContent = `${c.received}/${MESSAGES} received · credit ${credit}/${CREDIT} · buffered ${c.call.buffered}`;
       c.node.dataset.state = c.state;
       if (!c.call.done) open++;

@@ -1,5 +1,9 @@
 //! The routing service: CORS outermost (for the requests that need it), then [`classify`],
-//! then one adapter per protocol, every one of which ends in the same service stack.
+//! then one adapter per protocol, each a tower service the gateway builds and owns, every
+//! one of which ends in the same service stack (assembled in `stack`).
+
+mod cors;
+mod stack;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,69 +15,63 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::future::Either;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
-use tower::util::BoxCloneSyncService;
+use tonic::service::Routes;
+use tower::layer::util::{Identity, Stack};
 use tower::{Layer as _, Service, ServiceExt as _};
-use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer, ExposeHeaders};
+use tower_http::cors::Cors;
 
-use crate::config::{AllowedOrigins, Config};
+pub use self::stack::{HideProtocol, StackLayers};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::middleware::deadline::DeadlineLayer;
-use crate::middleware::limit::MessageLimitLayer;
-use crate::protocol::{Protocol, classify, connect, web, websocket};
-use crate::transcode::{GrpcStack, MethodTable};
+use crate::protocol::connect::ConnectService;
+use crate::protocol::websocket::WebSocketService;
+use crate::protocol::{Protocol, classify, web};
+use crate::transcode::{GrpcStack, Invoker, MethodTable};
 
-/// What every adapter shares: the stack, the method table, the config and the counters.
-pub struct Shared {
-    /// The one service stack every protocol ends in.
-    pub stack: GrpcStack,
-    /// Methods reachable over the JSON protocols.
-    pub methods: MethodTable,
-    /// The configuration the gateway was built with.
-    pub config: Config,
-    /// Process-wide counters.
-    pub metrics: Arc<Metrics>,
-}
+/// Requests that may wait at once for a layered stack's buffer (see
+/// [`GatewayBuilder::buffer_capacity`]).
+const DEFAULT_BUFFER: usize = 1024;
 
 /// The gateway: one tower service that serves every protocol. Build it with
 /// [`Gateway::builder`], serve it with [`crate::serve`].
 #[derive(Clone)]
 pub struct Gateway {
-    shared: Arc<Shared>,
-    // Behind an `Arc` so that cloning the gateway for each request allocates nothing; only
-    // gRPC-Web requests clone the service itself.
-    grpc_web: Arc<tonic_web::GrpcWebService<GrpcStack>>,
-    web: axum::Router,
+    // Behind one `Arc`: hyper clones the service for every request.
+    adapters: Arc<Adapters>,
 }
 
-/// Builds a [`Gateway`] around a native gRPC service (typically `tonic::service::Routes`).
-pub struct GatewayBuilder {
-    /// Wraps the caller's service in the gateway's layers and boxes it once: a stack boxed
-    /// twice costs two allocations more on every call (one per clone, one per future).
-    stack: Box<dyn FnOnce(&Config) -> GrpcStack + Send>,
+/// The adapters, one per protocol, all on the same stack.
+struct Adapters {
+    grpc: GrpcStack,
+    grpc_web: tonic_web::GrpcWebService<GrpcStack>,
+    connect: ConnectService<GrpcStack>,
+    websocket: WebSocketService<GrpcStack>,
+    web: axum::Router,
+    metrics: Arc<Metrics>,
+    config: Config,
+}
+
+/// Builds a [`Gateway`] around a native gRPC service (typically `tonic::service::Routes`,
+/// or a `tonic::transport::Channel` to another server).
+pub struct GatewayBuilder<S = Routes, L = Identity> {
+    service: S,
+    layers: L,
+    buffer: usize,
     methods: Option<MethodTable>,
     config: Config,
     metrics: Option<Arc<Metrics>>,
 }
 
 impl Gateway {
-    /// Starts a gateway in front of `service`: any tower service that speaks native gRPC,
-    /// usually the `Routes` of the tonic services to mount. The gateway adds its deadline
-    /// and message size layers on top; add your own layers (auth, limits) to `service`
-    /// before passing it, and they apply to every protocol.
-    pub fn builder<S>(service: S) -> GatewayBuilder
-    where
-        S: Service<Request<tonic::body::Body>, Response = Response<tonic::body::Body>, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    /// Starts a gateway in front of `service`: any tower service that speaks native gRPC and
+    /// whose error is `Into<BoxError>` (a service error becomes a gRPC status: `UNAVAILABLE`
+    /// for transport errors). The gateway adds its deadline and message size layers on top;
+    /// add your own with [`GatewayBuilder::layer`], and they apply to every protocol.
+    pub fn builder<S>(service: S) -> GatewayBuilder<S> {
         GatewayBuilder {
-            stack: Box::new(move |config: &Config| {
-                let limited = MessageLimitLayer::new(config.max_message_bytes).layer(service);
-                BoxCloneSyncService::new(DeadlineLayer::new(config.max_call_timeout).layer(limited))
-            }),
+            service,
+            layers: Identity::new(),
+            buffer: DEFAULT_BUFFER,
             methods: None,
             config: Config::default(),
             metrics: None,
@@ -82,63 +80,49 @@ impl Gateway {
 
     /// The counters this gateway updates.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.shared.metrics
+        &self.adapters.metrics
     }
 
     /// The configuration this gateway was built with.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.adapters.config
     }
 
     /// The service to hand to a connection: this gateway with CORS outermost.
     pub fn into_service(self) -> GatewayService {
-        GatewayService { cors: Arc::new(cors_layer(&self.shared.config).layer(self.clone())), plain: self }
+        GatewayService { cors: Arc::new(cors::layer(&self.adapters.config).layer(self.clone())), plain: self }
     }
 
     /// Serves one request. Generic over the body so that the gRPC paths convert it once,
     /// straight into the stack's body type; every other adapter takes an axum `Body`.
-    async fn route<B>(self, req: Request<B>) -> Response<Body>
+    async fn route<B>(self, mut req: Request<B>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let protocol = classify(&req);
-        self.shared.metrics.request(protocol);
+        let adapters = &*self.adapters;
+        adapters.metrics.request(protocol.metrics_label());
+        req.extensions_mut().insert(protocol);
         match protocol {
             Protocol::Grpc => {
-                let Ok(resp) = self.shared.stack.clone().oneshot(req.map(tonic::body::Body::new)).await;
+                let Ok(resp) = adapters.grpc.clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
             }
             Protocol::GrpcWeb => {
-                let Ok(resp) = (*self.grpc_web).clone().oneshot(req.map(tonic::body::Body::new)).await;
+                let Ok(resp) = adapters.grpc_web.clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
             }
-            // The adapters' futures are large; boxing them keeps this future (moved on every
-            // request, whatever its protocol) small.
-            Protocol::WebSocket => Box::pin(websocket::upgrade(self.shared, req.map(Body::new))).await,
-            Protocol::ConnectUnary(encoding) => {
-                Box::pin(connect::unary(self.shared, req.map(Body::new), encoding)).await
-            }
-            Protocol::ConnectStream(encoding) => {
-                Box::pin(connect::stream(self.shared, req.map(Body::new), encoding)).await
-            }
-            Protocol::ConnectGet => Box::pin(connect::get(self.shared, req.map(Body::new))).await,
-            Protocol::UnsupportedMediaType => {
-                let mut resp = plain(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported content type: use application/grpc, application/grpc-web(-text), \
-                     application/json, application/proto or application/connect+json|proto\n",
-                );
-                resp.headers_mut().insert(
-                    HeaderName::from_static("accept-post"),
-                    HeaderValue::from_static(
-                        "application/grpc, application/grpc-web, application/grpc-web-text, application/json, \
-                         application/proto, application/connect+json, application/connect+proto",
-                    ),
-                );
+            Protocol::WebSocket => {
+                let Ok(resp) = adapters.websocket.clone().oneshot(req.map(Body::new)).await;
                 resp
             }
-            Protocol::Web => match self.web.oneshot(req.map(Body::new)).await {
+            Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::ConnectGet => {
+                let Ok(resp) = adapters.connect.clone().oneshot(req.map(Body::new)).await;
+                resp
+            }
+            Protocol::UnsupportedMediaType => unsupported_media_type(),
+            Protocol::Web => match adapters.web.clone().oneshot(req.map(Body::new)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             },
@@ -146,7 +130,7 @@ impl Gateway {
     }
 }
 
-impl GatewayBuilder {
+impl<S, L> GatewayBuilder<S, L> {
     /// Sets the configuration (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -165,19 +149,55 @@ impl GatewayBuilder {
         self
     }
 
-    /// Builds the gateway.
-    pub fn build(self) -> Gateway {
-        let stack: GrpcStack = (self.stack)(&self.config);
-        let shared = Arc::new(Shared {
-            stack: stack.clone(),
-            methods: self.methods.unwrap_or_else(MethodTable::generated),
+    /// Adds a tower layer around the service, for every protocol, as
+    /// `tonic::transport::Server::layer` does: the first layer added is the outermost.
+    ///
+    /// Any layer fits: its service need not be `Clone` (tower's `RateLimit`), and its error
+    /// may be anything `Into<BoxError>` (`LoadShed`, `Timeout`), recovered into a gRPC status.
+    /// A stack with layers is served through one `tower::buffer::Buffer` (a channel hop per
+    /// call), which is what lets a layer that is not `Clone` be shared by every connection,
+    /// and makes a rate limit one limit for the whole gateway. Layers that are `Clone` and
+    /// cannot fail can instead be put on the service before [`Gateway::builder`], which
+    /// skips the buffer.
+    ///
+    /// [`build`](Self::build) must then run inside a Tokio runtime (the buffer's worker is a task).
+    pub fn layer<N>(self, layer: N) -> GatewayBuilder<S, Stack<N, L>> {
+        GatewayBuilder {
+            service: self.service,
+            layers: Stack::new(layer, self.layers),
+            buffer: self.buffer,
+            methods: self.methods,
             config: self.config,
-            metrics: self.metrics.unwrap_or_default(),
-        });
+            metrics: self.metrics,
+        }
+    }
+
+    /// How many requests may wait at once for the buffer of a layered stack (see
+    /// [`layer`](Self::layer)); more wait for room, in order. Default: 1,024.
+    pub fn buffer_capacity(mut self, capacity: usize) -> Self {
+        self.buffer = capacity;
+        self
+    }
+
+    /// Builds the gateway.
+    pub fn build(self) -> Gateway
+    where
+        L: StackLayers<S>,
+    {
+        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config);
+        let invoker = Invoker::new(stack.clone(), Arc::new(self.methods.unwrap_or_else(MethodTable::generated)));
+        let metrics = self.metrics.unwrap_or_default();
+        let config = self.config;
         Gateway {
-            grpc_web: Arc::new(tonic_web::GrpcWebLayer::new().layer(stack)),
-            web: web::router(shared.clone()),
-            shared,
+            adapters: Arc::new(Adapters {
+                grpc_web: tonic_web::GrpcWebLayer::new().layer(stack.clone()),
+                connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
+                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
+                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config)),
+                grpc: stack,
+                metrics,
+                config,
+            }),
         }
     }
 }
@@ -192,7 +212,8 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Every child is always ready (Routes, axum routers, the adapters).
+        // Every child is always ready (the stack is: its bottom recovers, and a layered
+        // stack's buffer is polled by the call that uses it; the adapters; axum's router).
         Poll::Ready(Ok(()))
     }
 
@@ -242,32 +263,21 @@ where
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Body::from(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+/// A `POST` to an RPC path with a content type no adapter speaks.
+fn unsupported_media_type() -> Response<Body> {
+    let mut resp = Response::new(Body::from(
+        "unsupported content type: use application/grpc, application/grpc-web(-text), application/json, \
+         application/proto or application/connect+json|proto\n",
+    ));
+    *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        HeaderName::from_static("accept-post"),
+        HeaderValue::from_static(
+            "application/grpc, application/grpc-web, application/grpc-web-text, application/json, \
+             application/proto, application/connect+json, application/connect+proto",
+        ),
+    );
     resp
-}
-
-/// Response headers every browser client needs to read, whatever the protocol.
-const EXPOSED: [&str; 5] =
-    ["grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-encoding", "connect-content-encoding"];
-
-fn cors_layer(config: &Config) -> CorsLayer {
-    let cors = &config.cors;
-    let mut expose: Vec<HeaderName> = EXPOSED.iter().map(|h| HeaderName::from_static(h)).collect();
-    expose.extend(cors.expose_headers.iter().cloned());
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        // Browsers list what they send (content-type, x-grpc-web, grpc-timeout,
-        // connect-timeout-ms, custom metadata): all of it is metadata to us.
-        .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers(ExposeHeaders::list(expose))
-        .max_age(cors.max_age);
-    match &cors.allowed_origins {
-        AllowedOrigins::Any => layer.allow_origin(AllowOrigin::any()),
-        AllowedOrigins::List(origins) => {
-            layer.allow_origin(AllowOrigin::list(origins.iter().cloned())).allow_credentials(cors.allow_credentials)
-        }
-    }
 }

@@ -35,16 +35,20 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod gateway;
+mod gateway;
 pub mod metrics;
-pub mod middleware;
+mod middleware;
 pub mod pb;
-pub mod protocol;
-pub mod server;
+mod protocol;
+mod server;
 pub mod services;
 pub mod transcode;
 mod web_assets;
 
+#[cfg(test)]
+mod testing;
+
 pub use config::Config;
-pub use gateway::{Gateway, GatewayBuilder};
+pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
+pub use protocol::{Encoding, Protocol};
 pub use server::{Error, serve};

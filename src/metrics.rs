@@ -2,13 +2,24 @@
 //!
 //! A handful of atomics rendered by hand: the gateway needs a few process-wide gauges
 //! and counters, not a metrics framework (a full metrics layer is its own piece of work).
+//! They only observe: admission (connections, sockets, calls) is decided by semaphores
+//! elsewhere, so changing what is measured cannot change who is let in.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::protocol::Protocol;
-
 const PROTOCOLS: [&str; 6] = ["grpc", "grpc_web", "websocket", "connect", "unsupported", "web"];
+
+/// The `protocol` label of `portway_requests_total` (the order of `PROTOCOLS`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ProtocolLabel {
+    Grpc,
+    GrpcWeb,
+    WebSocket,
+    Connect,
+    Unsupported,
+    Web,
+}
 
 /// Process-wide counters. Cheap to update from any task.
 #[derive(Debug, Default)]
@@ -26,21 +37,10 @@ pub struct Metrics {
     pub websocket_tasks: AtomicU64,
 }
 
-fn index(p: Protocol) -> usize {
-    match p {
-        Protocol::Grpc => 0,
-        Protocol::GrpcWeb => 1,
-        Protocol::WebSocket => 2,
-        Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::ConnectGet => 3,
-        Protocol::UnsupportedMediaType => 4,
-        Protocol::Web => 5,
-    }
-}
-
 impl Metrics {
     /// Counts one request routed to `protocol`.
-    pub fn request(&self, protocol: Protocol) {
-        self.requests[index(protocol)].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn request(&self, protocol: ProtocolLabel) {
+        self.requests[protocol as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an accepted connection; the guard counts its close.

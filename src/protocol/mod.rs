@@ -1,10 +1,16 @@
 //! Protocol adapters, and the one pure function that picks which adapter serves a request.
+//!
+//! Each adapter is a tower service generic over the stack it calls (any
+//! [`crate::transcode::GrpcService`]), built and owned by the gateway: [`connect`],
+//! [`websocket`] and [`web`]; native gRPC needs none, and gRPC-Web is tonic-web's.
 
-pub mod connect;
-pub mod web;
-pub mod websocket;
+pub(crate) mod connect;
+pub(crate) mod web;
+pub(crate) mod websocket;
 
 use http::{Method, Request, header};
+
+use crate::metrics::ProtocolLabel;
 
 /// The wire encoding of a Connect request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +22,20 @@ pub enum Encoding {
 }
 
 /// The protocol a request speaks, decided from its method, headers and path alone.
+///
+/// The gateway puts it in every request's extensions, so a layer on the service stack can
+/// label metrics or audit records by protocol (in-process calls carry it too); the stack's
+/// bottom takes it out again before the request reaches the service, which never learns
+/// which protocol called it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Protocol {
     /// Native gRPC (`application/grpc`, `application/grpc+proto`).
     Grpc,
     /// gRPC-Web, binary or text (`application/grpc-web*`).
     GrpcWeb,
-    /// A WebSocket upgrade: HTTP/1.1 `Upgrade: websocket` or HTTP/2 extended CONNECT.
+    /// A WebSocket upgrade: HTTP/1.1 `Upgrade: websocket` (whatever the method: the
+    /// handshake refuses anything but `GET` with its reason) or HTTP/2 extended CONNECT.
     WebSocket,
     /// Connect unary: `POST` with `application/json` or `application/proto`.
     ConnectUnary(Encoding),
@@ -36,9 +49,23 @@ pub enum Protocol {
     Web,
 }
 
+impl Protocol {
+    /// The `protocol` label of `portway_requests_total`.
+    pub(crate) fn metrics_label(self) -> ProtocolLabel {
+        match self {
+            Self::Grpc => ProtocolLabel::Grpc,
+            Self::GrpcWeb => ProtocolLabel::GrpcWeb,
+            Self::WebSocket => ProtocolLabel::WebSocket,
+            Self::ConnectUnary(_) | Self::ConnectStream(_) | Self::ConnectGet => ProtocolLabel::Connect,
+            Self::UnsupportedMediaType => ProtocolLabel::Unsupported,
+            Self::Web => ProtocolLabel::Web,
+        }
+    }
+}
+
 /// Classifies a request. The most specific content type is matched first
 /// (`application/grpc-web` before `application/grpc`).
-pub fn classify<B>(req: &Request<B>) -> Protocol {
+pub(crate) fn classify<B>(req: &Request<B>) -> Protocol {
     if is_websocket_upgrade(req) {
         return Protocol::WebSocket;
     }
@@ -105,12 +132,12 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
             .get::<hyper::ext::Protocol>()
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     }
-    req.method() == Method::GET
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
+    // Any method: a `POST` with upgrade headers is a broken handshake, answered by the
+    // handshake with its reason rather than by the static files with a bare 405.
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
 }
 
 #[cfg(test)]
@@ -181,5 +208,9 @@ mod tests {
         assert_eq!(classify(&h2), Protocol::WebSocket);
         let plain_connect = Request::builder().method("CONNECT").uri("/ws").body(()).unwrap();
         assert_eq!(classify(&plain_connect), Protocol::Web);
+        let post = Request::builder().method("POST").uri("/ws").header("upgrade", "websocket").body(()).unwrap();
+        assert_eq!(classify(&post), Protocol::WebSocket);
+        let h2c = Request::builder().method("GET").uri("/").header("upgrade", "h2c").body(()).unwrap();
+        assert_eq!(classify(&h2c), Protocol::Web);
     }
 }

@@ -11,15 +11,24 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use prost::Message as _;
 
-use crate::gateway::Shared;
+use crate::metrics::Metrics;
 use crate::pb::grpc::health::v1::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
-use crate::transcode::{CallSetup, RequestMessages, call};
+use crate::transcode::{CallSetup, GrpcService, Invoker, RequestMessages};
 
-/// The router for everything that is not an RPC.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// What the plain HTTP routes read.
+struct Web<S> {
+    invoker: Invoker<S>,
+    metrics: Arc<Metrics>,
+}
+
+/// The adapter for everything that is not an RPC: an axum router whose `/healthz` asks the
+/// stack behind `invoker`, whose `/metrics` renders `metrics`, and which hands everything
+/// else to `files` (none: 404).
+pub(crate) fn service<S: GrpcService>(invoker: Invoker<S>, metrics: Arc<Metrics>, files: Option<Router>) -> Router {
+    let state = Arc::new(Web { invoker, metrics });
     let router =
-        Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(shared.clone());
-    match crate::web_assets::service(&shared.config) {
+        Router::new().route("/healthz", get(healthz::<S>)).route("/metrics", get(render::<S>)).with_state(state);
+    match files {
         Some(files) => router.fallback_service(files),
         None => router.fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") }),
     }
@@ -27,10 +36,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// `GET /healthz`: asks the mounted `grpc.health.v1.Health` service (in-process, through
 /// the same stack as every call) for the server's overall status.
-async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn healthz<S: GrpcService>(State(web): State<Arc<Web<S>>>) -> impl IntoResponse {
     let setup = CallSetup { path: "/grpc.health.v1.Health/Check".into(), ..Default::default() };
     let request = Bytes::from(HealthCheckRequest { service: String::new() }.encode_to_vec());
-    let mut call = call::start(&shared.stack, setup, RequestMessages::One(request), 1024).await;
+    let mut call = web.invoker.start(setup, RequestMessages::One(request), 1024).await;
     let (code, text) = match call.unary().await {
         Ok((bytes, _)) => match HealthCheckResponse::decode(bytes).map(|r| r.status()) {
             Ok(ServingStatus::Serving) => (StatusCode::OK, "SERVING".to_string()),
@@ -42,9 +51,6 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (code, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], text + "\n")
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
-        Body::from(shared.metrics.render()),
-    )
+async fn render<S: GrpcService>(State(web): State<Arc<Web<S>>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], Body::from(web.metrics.render()))
 }

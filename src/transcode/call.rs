@@ -20,11 +20,11 @@ use tokio::sync::mpsc;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::ServiceExt as _;
-use tower::util::BoxCloneSyncService;
 
 use super::framing::{self, Decoder, FLAG_COMPRESSED};
+use super::invoker::GrpcService;
 use super::status::{code_from_http, decode_bin_value};
-use crate::middleware::deadline::{GRPC_TIMEOUT, format_grpc_timeout};
+use super::timeout::{GRPC_TIMEOUT, format_grpc_timeout};
 
 // Looked up on every call: as `HeaderName`s they are hashed, not parsed, on each lookup.
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -32,10 +32,6 @@ const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
-
-/// The service stack every protocol ends in: any tower service that speaks native gRPC.
-/// It never fails at the service level (`Infallible`): errors are gRPC statuses.
-pub type GrpcStack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// Headers that belong to HTTP or to a protocol, never to a call's metadata.
 pub fn is_reserved_header(name: &HeaderName) -> bool {
@@ -105,7 +101,7 @@ pub struct Call {
 }
 
 /// Starts a call on `stack`. Never fails: a failure to start is a call that ends at once.
-pub async fn start(stack: &GrpcStack, setup: CallSetup, messages: RequestMessages, max_message: usize) -> Call {
+pub async fn start<S: GrpcService>(stack: &S, setup: CallSetup, messages: RequestMessages, max_message: usize) -> Call {
     let body = match messages {
         RequestMessages::One(msg) => Body::new(http_body_util::Full::new(framing::encode(0, &msg))),
         RequestMessages::Stream(rx) => Body::new(ChannelBody { rx }),
@@ -253,17 +249,8 @@ impl CallEvent {
 }
 
 /// Reads `grpc-status`, `grpc-message` and `grpc-status-details-bin` from a header map,
-/// keeping the other entries as the status metadata. Unlike tonic's own parser, it never
-/// panics on a malformed details value (proxied services are not trusted).
-pub fn status_from_headers(headers: &HeaderMap) -> Option<Status> {
-    if !headers.contains_key(GRPC_STATUS) {
-        return None;
-    }
-    status_from_trailers(headers.clone())
-}
-
-/// [`status_from_headers`] for a map the caller owns: its remaining entries become the
-/// status metadata without a copy.
+/// keeping the other entries as the status metadata without a copy. Unlike tonic's own
+/// parser, it never panics on a malformed details value (proxied services are not trusted).
 fn status_from_trailers(mut headers: HeaderMap) -> Option<Status> {
     let code = headers.remove(GRPC_STATUS)?;
     let code = code.to_str().ok().and_then(|s| s.parse::<i32>().ok()).map_or(Code::Unknown, Code::from_i32);

@@ -1,15 +1,19 @@
-//! Everything between a protocol adapter and the service stack: the generated method
-//! table, JSON ⇄ protobuf codecs, gRPC framing, status mapping, and in-process calls.
+//! Everything between a protocol adapter and the service stack: the invoker (the stack and
+//! the generated method table), JSON ⇄ protobuf codecs, gRPC framing, status mapping, and
+//! in-process calls.
 
-pub mod call;
+pub(crate) mod call;
 pub mod codec;
 pub mod framing;
+mod invoker;
 pub mod method;
 pub mod number;
 pub mod status;
+pub(crate) mod timeout;
 
-pub use call::{Call, CallEvent, CallSetup, GrpcStack, RequestMessages};
+pub(crate) use call::{Call, CallEvent, CallSetup, RequestMessages};
 pub use codec::{CodecError, MessageCodec, PbjsonCodec, codec};
+pub(crate) use invoker::{GrpcService, GrpcStack, Invoker};
 pub use method::{Idempotency, MethodDescriptor, MethodTable, RpcKind};
 
 include!(concat!(env!("OUT_DIR"), "/method_table.rs"));

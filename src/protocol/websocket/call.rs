@@ -1,13 +1,15 @@
 //! One call on a socket: a task that runs an in-process gRPC call and moves its messages
 //! between the socket and the service, under flow control in both directions.
 //!
-//! Response side: the task polls [`Call::next`] only while the client has granted credit.
-//! With none left it stops, the in-process response body is no longer polled, and the
+//! Response side: the task sends a message only while the client has granted credit. With
+//! none left it reads at most one message ahead (to learn whether the call is over: the
+//! `status` frame needs no credit), then stops polling the in-process response body, and the
 //! service's handler blocks on its own bounded stream: backpressure reaches the service.
 //!
 //! Request side: the session queues at most `initial_credit` messages per call (the client
 //! may not send more without a grant); the task hands them one at a time to the request
-//! stream (a channel of one) and grants credit back as the handler takes them.
+//! stream (a channel of one) and grants credit back as the handler takes them: in batches of
+//! half the window, or at once when the client has none left.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,14 +18,14 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::Status;
 
-use super::frames;
-use super::session::{Outbox, TaskGuard};
-use crate::gateway::Shared;
-use crate::transcode::{Call, CallEvent, CallSetup, MethodDescriptor, RequestMessages, call};
+use super::frames::server as frames;
+use super::guards::{CallSlot, TaskGuard};
+use super::writer::Outbox;
+use crate::transcode::{Call, CallEvent, CallSetup, GrpcService, Invoker, MethodDescriptor, RequestMessages};
 
 /// What the session hands a call after it opened.
 #[derive(Debug)]
-pub(super) enum Inbound {
+pub(crate) enum Inbound {
     /// One request message, already binary protobuf.
     Message(Bytes),
     /// The client sends no more.
@@ -32,40 +34,51 @@ pub(super) enum Inbound {
 
 /// Credit counters shared by the session (which reads the client's frames) and the task.
 #[derive(Debug)]
-pub(super) struct CallCtl {
+pub(crate) struct CallCtl {
     /// Response messages the client still allows.
     server_credit: AtomicU32,
     /// Request messages the client may still send.
     client_credit: AtomicU32,
     /// Wakes the task when the client grants response credit.
     granted: Notify,
+    /// Wakes the task when the client has used its last request credit.
+    exhausted: Notify,
 }
 
 impl CallCtl {
-    pub(super) fn new(server_credit: u32, client_credit: u32) -> Self {
+    pub(crate) fn new(server_credit: u32, client_credit: u32) -> Self {
         Self {
             server_credit: AtomicU32::new(server_credit),
             client_credit: AtomicU32::new(client_credit),
             granted: Notify::new(),
+            exhausted: Notify::new(),
         }
     }
 
     /// The client granted `n` more response messages.
-    pub(super) fn grant_server(&self, n: u32) {
+    pub(crate) fn grant_server(&self, n: u32) {
         let _ = self.server_credit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_add(n)));
         self.granted.notify_one();
     }
 
     /// Uses one unit of the client's request credit; `false` if it had none.
-    pub(super) fn take_client(&self) -> bool {
-        self.client_credit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1)).is_ok()
+    pub(crate) fn take_client(&self) -> bool {
+        match self.client_credit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1)) {
+            Ok(1) => {
+                // The last one: the task grants what it has forwarded so far at once.
+                self.exhausted.notify_one();
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
     }
 }
 
 /// Everything a call task needs; [`CallTask::run`] consumes it.
-pub(super) struct CallTask {
+pub(crate) struct CallTask<S> {
     pub id: u64,
-    pub shared: Arc<Shared>,
+    pub invoker: Invoker<S>,
     pub method: Arc<MethodDescriptor>,
     pub setup: CallSetup,
     /// The message of the `open` frame, if it had one.
@@ -81,29 +94,15 @@ pub(super) struct CallTask {
     /// The request credit window (the server's initial credit).
     pub window: u32,
     pub max_message: usize,
-    pub _guards: (TaskGuard, CallGuard),
+    /// The call's place among the socket's `max_calls`, held until this task ends.
+    pub slot: CallSlot,
+    pub _task: TaskGuard,
 }
 
-/// Counts an open call in `websocket_calls_open` until dropped.
-pub(super) struct CallGuard(Arc<crate::metrics::Metrics>);
-
-impl CallGuard {
-    pub(super) fn new(metrics: &Arc<crate::metrics::Metrics>) -> Self {
-        metrics.websocket_calls_open.fetch_add(1, Ordering::Relaxed);
-        Self(metrics.clone())
-    }
-}
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        self.0.websocket_calls_open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl CallTask {
+impl<S: GrpcService> CallTask<S> {
     /// Runs the call to its end; returns its id. Dropping the future (the socket closed)
     /// drops the in-process call, which cancels the handler.
-    pub(super) async fn run(mut self) -> u64 {
+    pub(crate) async fn run(mut self) -> u64 {
         let id = self.id;
         let (messages, mut request, mut pending) = match (self.ended_at_open, self.first.take()) {
             (true, Some(only)) => (RequestMessages::One(only), None, None),
@@ -114,15 +113,23 @@ impl CallTask {
         };
         let mut reading = !self.ended_at_open;
         let setup = std::mem::take(&mut self.setup);
-        let stack = self.shared.stack.clone();
-        let start = call::start(&stack, setup, messages, self.max_message);
+        let invoker = self.invoker.clone();
+        let start = invoker.start(setup, messages, self.max_message);
         tokio::pin!(start);
         let mut running: Option<Call> = None;
-        let mut to_grant: u32 = 0;
+        // A response message read while the client had granted no credit.
+        let mut held: Option<Bytes> = None;
+        let mut ungranted: u32 = 0;
         let grant_batch = (self.window / 2).max(1);
 
         loop {
             let has_credit = self.ctl.server_credit.load(Ordering::Acquire) > 0;
+            if has_credit && let Some(bin) = held.take() {
+                if !self.send_message(&bin).await {
+                    return id;
+                }
+                continue;
+            }
             // The branches only decide; the work happens below, once every borrow is over.
             // A stop comes first: when the session stops a call it also drops the call's
             // queue, which must not be mistaken for a half-close (the handler would then
@@ -131,8 +138,9 @@ impl CallTask {
                 biased;
                 stopped = &mut self.stop => Step::Stop(stopped.ok()),
                 started = &mut start, if running.is_none() => Step::Started(started),
-                event = next_event(&mut running), if running.is_some() && has_credit => Step::Event(event),
-                () = self.ctl.granted.notified(), if running.is_some() && !has_credit => Step::Nothing,
+                event = next_event(&mut running), if running.is_some() && held.is_none() => Step::Event(event),
+                () = self.ctl.granted.notified(), if held.is_some() => Step::Nothing,
+                () = self.ctl.exhausted.notified(), if ungranted > 0 => Step::Exhausted,
                 permit = reserve(&request), if pending.is_some() => match permit {
                     Some(permit) => {
                         if let Some(msg) = pending.take() {
@@ -156,7 +164,7 @@ impl CallTask {
                     // Dropping the call (or its start) cancels the handler.
                     drop(running);
                     if let Some(status) = status {
-                        self.out.send(frames::status(id, &status)).await;
+                        self.finish(&status).await;
                     }
                     return id;
                 }
@@ -167,34 +175,26 @@ impl CallTask {
                     running = Some(call);
                 }
                 Step::Event(CallEvent::Message(bin)) => {
-                    self.ctl.server_credit.fetch_sub(1, Ordering::AcqRel);
-                    let frame = match frames::message(id, self.method.response(), &bin) {
-                        Ok(frame) => frame,
-                        Err(error) => {
-                            tracing::error!(method = self.method.path(), %error, "service sent an undecodable response");
-                            let status = Status::internal("service sent an invalid response");
-                            self.out.send(frames::status(id, &status)).await;
-                            return id;
-                        }
-                    };
-                    if !self.out.send(frame).await {
+                    if self.ctl.server_credit.load(Ordering::Acquire) == 0 {
+                        held = Some(bin);
+                    } else if !self.send_message(&bin).await {
                         return id;
                     }
                 }
                 Step::Event(CallEvent::End(status)) => {
-                    self.out.send(frames::status(id, &status)).await;
+                    self.finish(&status).await;
                     return id;
                 }
                 Step::Forwarded => {
-                    to_grant += 1;
+                    ungranted += 1;
                     let client_left = self.ctl.client_credit.load(Ordering::Acquire);
-                    if to_grant >= grant_batch || client_left == 0 {
-                        self.ctl.client_credit.fetch_add(to_grant, Ordering::AcqRel);
-                        let frame = frames::credit(id, to_grant);
-                        to_grant = 0;
-                        if !self.out.send(frame).await {
-                            return id;
-                        }
+                    if (ungranted >= grant_batch || client_left == 0) && !self.grant(&mut ungranted).await {
+                        return id;
+                    }
+                }
+                Step::Exhausted => {
+                    if self.ctl.client_credit.load(Ordering::Acquire) == 0 && !self.grant(&mut ungranted).await {
+                        return id;
                     }
                 }
                 Step::RequestGone => {
@@ -203,9 +203,42 @@ impl CallTask {
                     pending = None;
                     request = None;
                     reading = false;
+                    ungranted = 0;
                 }
             }
         }
+    }
+
+    /// Sends one response message, using one unit of credit; `false` once the socket is gone
+    /// or the call ended on a bad message.
+    async fn send_message(&mut self, bin: &Bytes) -> bool {
+        self.ctl.server_credit.fetch_sub(1, Ordering::AcqRel);
+        match frames::message(self.id, self.method.response(), bin) {
+            Ok(frame) => self.out.send(frame).await,
+            Err(error) => {
+                tracing::error!(method = self.method.path(), %error, "service sent an undecodable response");
+                self.finish(&Status::internal("service sent an invalid response")).await;
+                false
+            }
+        }
+    }
+
+    /// Grants the client the request credit the handler has taken; `false` once the socket
+    /// is gone.
+    async fn grant(&mut self, ungranted: &mut u32) -> bool {
+        let n = std::mem::take(ungranted);
+        if n == 0 {
+            return true;
+        }
+        self.ctl.client_credit.fetch_add(n, Ordering::AcqRel);
+        self.out.send(frames::credit(self.id, n)).await
+    }
+
+    /// Queues the call's last frame. The call stops counting as open for the client first;
+    /// the task (and its slot) lives until the frame is queued.
+    async fn finish(&mut self, status: &Status) {
+        self.slot.ending();
+        self.out.send(frames::status(self.id, status)).await;
     }
 }
 
@@ -216,6 +249,7 @@ enum Step {
     Started(Call),
     Event(CallEvent),
     Forwarded,
+    Exhausted,
     RequestGone,
 }
 

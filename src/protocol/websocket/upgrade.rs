@@ -9,38 +9,53 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::FromRequestParts as _;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::response::IntoResponse as _;
 use futures_util::StreamExt as _;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use tokio::sync::Semaphore;
 
 use super::frames::{BEARER_PREFIX, SUBPROTOCOL};
-use super::session::{self, Limits, SessionContext, SocketSlot};
-use crate::config::{AllowedOrigins, Config};
-use crate::gateway::Shared;
+use super::guards::SocketPermit;
+use super::rejection::HandshakeRejection;
+use super::session;
+use super::settings::{OriginPolicy, SessionContext, Settings};
+use crate::config::AllowedOrigins;
+use crate::metrics::Metrics;
 use crate::transcode::call::is_reserved_header;
+use crate::transcode::{GrpcService, Invoker};
 
-/// Serves a WebSocket upgrade request (classified as [`crate::protocol::Protocol::WebSocket`]).
-pub async fn upgrade(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
-    let config = &shared.config;
-    let ws_config = &config.websocket;
-    if req.uri().path() != ws_config.path {
-        let text = format!("no WebSocket endpoint at {}; connect to {}\n", req.uri().path(), ws_config.path);
-        return plain(StatusCode::NOT_FOUND, text);
+/// What the handshake needs, shared by every upgrade.
+pub(crate) struct Endpoint<S> {
+    pub invoker: Invoker<S>,
+    pub settings: Settings,
+    /// The gateway's socket permits (`max_sockets`).
+    pub sockets: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves a WebSocket upgrade request: the session on success, the rejection otherwise.
+pub(crate) async fn upgrade<S: GrpcService>(endpoint: &Endpoint<S>, req: Request<Body>) -> Response<Body> {
+    match accept(endpoint, req).await {
+        Ok(resp) => resp,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn accept<S: GrpcService>(
+    endpoint: &Endpoint<S>,
+    req: Request<Body>,
+) -> Result<Response<Body>, HandshakeRejection> {
+    let settings = &endpoint.settings;
+    if req.uri().path() != settings.path {
+        let path = req.uri().path().to_string();
+        return Err(HandshakeRejection::WrongPath { path, endpoint: settings.path.clone() });
     }
     let (mut parts, _body) = req.into_parts();
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(HandshakeRejection::Handshake)?;
 
     let offered: Vec<&str> = ws.requested_protocols().filter_map(|p| p.to_str().ok()).collect();
     let versions: Vec<&str> = offered.iter().copied().filter(|p| !p.starts_with(BEARER_PREFIX)).collect();
     if !offered.is_empty() && !versions.contains(&SUBPROTOCOL) {
-        let text = format!(
-            "Sec-WebSocket-Protocol offers {versions:?}; this server speaks {SUBPROTOCOL} (offer it, with \
-             {BEARER_PREFIX}<token> beside it to authenticate)\n"
-        );
-        return plain(StatusCode::BAD_REQUEST, text);
+        return Err(HandshakeRejection::Subprotocol { offered: versions.iter().map(|v| v.to_string()).collect() });
     }
     let token = offered
         .iter()
@@ -48,45 +63,27 @@ pub async fn upgrade(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> 
         .map(str::to_owned)
         .or_else(|| query_token(parts.uri.query()));
 
-    let cookies_trusted = match origin_check(&parts.headers, parts.uri.authority().map(|a| a.as_str()), config) {
-        Ok(trusted) => trusted,
-        Err(origin) => {
-            return plain(StatusCode::FORBIDDEN, format!("origin {origin} may not open WebSockets here\n"));
-        }
-    };
-    let Some(slot) = SocketSlot::try_acquire(&shared.metrics, ws_config.max_sockets) else {
-        let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "too many WebSockets open; try again later\n".into());
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return resp;
-    };
-
-    let metadata = match connection_metadata(&parts.headers, cookies_trusted, token.as_deref()) {
-        Ok(m) => m,
-        Err(text) => return plain(StatusCode::BAD_REQUEST, text),
-    };
+    let cookies_trusted = origin_check(&parts.headers, parts.uri.authority().map(|a| a.as_str()), &settings.origins)
+        .map_err(HandshakeRejection::Origin)?;
+    let permit =
+        SocketPermit::try_acquire(&endpoint.sockets, &endpoint.metrics).ok_or(HandshakeRejection::TooManySockets)?;
+    let metadata = connection_metadata(&parts.headers, cookies_trusted, token.as_deref())?;
     let mut extensions = std::mem::take(&mut parts.extensions);
     extensions.remove::<hyper::ext::Protocol>();
-    let limits = Limits::from_config(config);
-    let frame_cap = frame_limit(config);
-    let ctx = SessionContext { shared: shared.clone(), metadata, extensions, limits };
-    ws.protocols([SUBPROTOCOL])
-        .read_buffer_size(ws_config.read_buffer_bytes)
-        .write_buffer_size(ws_config.write_buffer_bytes)
-        .max_message_size(frame_cap)
-        .max_frame_size(frame_cap)
+    let ctx =
+        SessionContext { invoker: endpoint.invoker.clone(), metadata, extensions, limits: settings.limits.clone() };
+    let metrics = endpoint.metrics.clone();
+    Ok(ws
+        .protocols([SUBPROTOCOL])
+        .read_buffer_size(settings.read_buffer_bytes)
+        .write_buffer_size(settings.write_buffer_bytes)
+        .max_message_size(settings.max_frame_bytes)
+        .max_frame_size(settings.max_frame_bytes)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
-            session::run(sink, stream, ctx, slot).await;
-        })
-}
-
-/// The largest WebSocket frame read at all.
-pub fn frame_limit(config: &Config) -> usize {
-    let ws = &config.websocket;
-    ws.max_frame_bytes.unwrap_or_else(|| {
-        ws.max_message_bytes.unwrap_or(config.max_message_bytes).saturating_mul(2).saturating_add(64 * 1024)
-    })
+            session::run(sink, stream, ctx, metrics, permit).await;
+        }))
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
@@ -98,7 +95,7 @@ fn query_token(query: Option<&str>) -> Option<String> {
 /// Browsers attach cookies to a WebSocket opened from any site, so cookies only count for a
 /// request without `Origin` (not a browser), from the gateway's own origin, or from a listed
 /// origin when credentials are allowed.
-fn origin_check(headers: &HeaderMap, authority: Option<&str>, config: &Config) -> Result<bool, String> {
+fn origin_check(headers: &HeaderMap, authority: Option<&str>, policy: &OriginPolicy) -> Result<bool, String> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(true) };
     let host = authority.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
     let same_origin = origin
@@ -110,16 +107,20 @@ fn origin_check(headers: &HeaderMap, authority: Option<&str>, config: &Config) -
     if same_origin {
         return Ok(true);
     }
-    match &config.cors.allowed_origins {
+    match &policy.allowed {
         AllowedOrigins::Any => Ok(false),
-        AllowedOrigins::List(list) if list.contains(origin) => Ok(config.cors.allow_credentials),
+        AllowedOrigins::List(list) if list.contains(origin) => Ok(policy.allow_credentials),
         AllowedOrigins::List(_) => Err(String::from_utf8_lossy(origin.as_bytes()).into_owned()),
     }
 }
 
 /// The upgrade's headers as metadata for every call: handshake headers dropped, cookies
 /// only when trusted, and the bearer token (if any) as `authorization`.
-fn connection_metadata(headers: &HeaderMap, cookies_trusted: bool, token: Option<&str>) -> Result<HeaderMap, String> {
+fn connection_metadata(
+    headers: &HeaderMap,
+    cookies_trusted: bool,
+    token: Option<&str>,
+) -> Result<HeaderMap, HandshakeRejection> {
     // Empty until something is kept: most upgrades carry only handshake headers, and this
     // map lives as long as the socket.
     let mut out = HeaderMap::new();
@@ -130,23 +131,16 @@ fn connection_metadata(headers: &HeaderMap, cookies_trusted: bool, token: Option
         out.append(name.clone(), value.clone());
     }
     if let Some(token) = token {
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "the bearer token has characters a header cannot carry\n".to_string())?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| HandshakeRejection::Token)?;
         out.insert(header::AUTHORIZATION, value);
     }
     Ok(out)
 }
 
-fn plain(status: StatusCode, text: String) -> Response<Body> {
-    let mut resp = Response::new(Body::from(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -159,20 +153,21 @@ mod tests {
     #[test]
     fn origins() {
         let mut config = Config::default();
+        let policy = |c: &Config| Settings::from_config(c).origins;
         let none = headers(&[("host", "gw:8080")]);
-        assert_eq!(origin_check(&none, None, &config), Ok(true));
+        assert_eq!(origin_check(&none, None, &policy(&config)), Ok(true));
         let same = headers(&[("host", "gw:8080"), ("origin", "https://GW:8080")]);
-        assert_eq!(origin_check(&same, None, &config), Ok(true));
+        assert_eq!(origin_check(&same, None, &policy(&config)), Ok(true));
         let h2_same = headers(&[("origin", "http://gw:8080")]);
-        assert_eq!(origin_check(&h2_same, Some("gw:8080"), &config), Ok(true));
+        assert_eq!(origin_check(&h2_same, Some("gw:8080"), &policy(&config)), Ok(true));
         let other = headers(&[("host", "gw:8080"), ("origin", "https://evil.example")]);
-        assert_eq!(origin_check(&other, None, &config), Ok(false));
+        assert_eq!(origin_check(&other, None, &policy(&config)), Ok(false));
         config.cors.allowed_origins = AllowedOrigins::List(vec![HeaderValue::from_static("https://app.example")]);
-        assert_eq!(origin_check(&other, None, &config), Err("https://evil.example".into()));
+        assert_eq!(origin_check(&other, None, &policy(&config)), Err("https://evil.example".into()));
         let listed = headers(&[("host", "gw:8080"), ("origin", "https://app.example")]);
-        assert_eq!(origin_check(&listed, None, &config), Ok(false));
+        assert_eq!(origin_check(&listed, None, &policy(&config)), Ok(false));
         config.cors.allow_credentials = true;
-        assert_eq!(origin_check(&listed, None, &config), Ok(true));
+        assert_eq!(origin_check(&listed, None, &policy(&config)), Ok(true));
     }
 
     #[test]
@@ -194,7 +189,7 @@ mod tests {
         let m = connection_metadata(&h, true, None).unwrap();
         assert_eq!(m["cookie"], "a=1");
         assert_eq!(m["authorization"], "Basic old");
-        assert!(connection_metadata(&h, true, Some("bad\ntoken")).is_err());
+        assert!(matches!(connection_metadata(&h, true, Some("bad\ntoken")), Err(HandshakeRejection::Token)));
         assert_eq!(query_token(Some("a=1&access_token=x%20y")), Some("x y".into()));
         assert_eq!(query_token(Some("a=1")), None);
     }

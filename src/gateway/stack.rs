@@ -1,0 +1,248 @@
+//! Assembling the one service stack every protocol ends in:
+//!
+//! ```text
+//! Deadline ─► MessageLimit ─► Recover ─► [Buffer ─► your layers] ─► HideProtocol ─► your service
+//! ```
+//!
+//! - [`Recover`] turns every error of the caller's service and layers (anything
+//!   `Into<BoxError>`: a `tonic::transport::Error` from a `Channel`, tower's `Overloaded` or
+//!   `Elapsed`) into a gRPC status, once, so everything above it, and every adapter, deals
+//!   in statuses only.
+//! - Layers added with [`crate::GatewayBuilder::layer`] need not be `Clone` (tower's
+//!   `RateLimit` is not): the gateway clones its stack for every request, so a layered stack
+//!   is put behind one `tower::buffer::Buffer`, which is. A stack without layers is not
+//!   buffered: the default path pays nothing for a feature it does not use. The buffer costs
+//!   a channel hop per call, and it is what makes a rate limit *one* limit for the whole
+//!   gateway rather than one per connection or per clone.
+//! - [`HideProtocol`] takes the gateway's protocol marker out of the request, so layers see
+//!   it and the service does not.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tonic::Status;
+use tonic::body::Body;
+use tower::buffer::Buffer;
+use tower::layer::util::{Identity, Stack};
+use tower::util::{BoxCloneSyncService, BoxService};
+use tower::{BoxError, Layer, Service, ServiceExt as _};
+
+use crate::config::Config;
+use crate::middleware::deadline::DeadlineLayer;
+use crate::middleware::limit::MessageLimitLayer;
+use crate::protocol::Protocol;
+use crate::transcode::GrpcStack;
+
+/// How the layers given to [`crate::GatewayBuilder::layer`] are put on a service: implemented
+/// for tower's [`Identity`] (no layers: the service as it is) and [`Stack`] (layers: behind a
+/// buffer). Not meant to be implemented elsewhere.
+pub trait StackLayers<S>: sealed::Sealed {
+    /// The stack below the gateway's own layers.
+    #[doc(hidden)]
+    fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for tower::layer::util::Identity {}
+    impl<I, O> Sealed for tower::layer::util::Stack<I, O> {}
+}
+
+impl<S, B> StackLayers<S> for Identity
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn assemble(self, service: S, _buffer: usize, config: &Config) -> GrpcStack {
+        finish(Recover::new(HideProtocol(service)), config)
+    }
+}
+
+impl<S, I, O, B> StackLayers<S> for Stack<I, O>
+where
+    Stack<I, O>: Layer<HideProtocol<S>>,
+    <Stack<I, O> as Layer<HideProtocol<S>>>::Service: Service<Request<Body>, Response = Response<B>> + Send + 'static,
+    <<Stack<I, O> as Layer<HideProtocol<S>>>::Service as Service<Request<Body>>>::Error: Into<BoxError>,
+    <<Stack<I, O> as Layer<HideProtocol<S>>>::Service as Service<Request<Body>>>::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack {
+        let layered = self.layer(HideProtocol(service)).map_response(|resp| resp.map(Body::new)).map_err(Into::into);
+        // One buffer for the whole stack: its worker task owns the layered service (so it
+        // need not be `Clone`), and every clone of the stack shares it.
+        let buffered = Buffer::new(BoxService::new(layered), buffer.max(1));
+        finish(Recover::new(buffered), config)
+    }
+}
+
+/// The gateway's own layers on top, boxed once: a stack boxed twice costs two allocations
+/// more on every call (one per clone, one per future).
+fn finish<T>(bottom: T, config: &Config) -> GrpcStack
+where
+    T: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
+    T::Future: Send + 'static,
+{
+    let limited = MessageLimitLayer::new(config.max_message_bytes).layer(bottom);
+    BoxCloneSyncService::new(DeadlineLayer::new(config.max_call_timeout).layer(limited))
+}
+
+/// Takes the protocol marker out of a request before it reaches the service.
+#[derive(Debug, Clone)]
+pub struct HideProtocol<S>(S);
+
+impl<S, B> Service<Request<B>> for HideProtocol<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        req.extensions_mut().remove::<Protocol>();
+        self.0.call(req)
+    }
+}
+
+/// Turns the errors of the service below into gRPC statuses (see [`status_from_error`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Recover<S> {
+    inner: S,
+    /// The service failed for good (its `poll_ready` failed): every call gets this.
+    broken: Option<Status>,
+}
+
+impl<S> Recover<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner, broken: None }
+    }
+}
+
+impl<S, B> Service<Request<Body>> for Recover<S>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RecoverFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.broken.is_none()
+            && let Err(e) = ready!(self.inner.poll_ready(cx))
+        {
+            self.broken = Some(status_from_error(e.into()));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match &self.broken {
+            Some(status) => RecoverFuture { inner: None, early: Some(status.clone()) },
+            None => RecoverFuture { inner: Some(self.inner.call(req)), early: None },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Recover`].
+    pub(crate) struct RecoverFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        early: Option<Status>,
+    }
+}
+
+impl<F, B, E> Future for RecoverFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result =
+            match this.inner.as_pin_mut() {
+                Some(inner) => ready!(inner.poll(cx)).map_err(Into::into),
+                None => Err(Box::new(this.early.take().unwrap_or_else(|| Status::internal("polled after completion")))
+                    as BoxError),
+            };
+        Poll::Ready(Ok(match result {
+            Ok(resp) => resp.map(Body::new),
+            Err(e) => status_response(status_from_error(e)),
+        }))
+    }
+}
+
+fn status_response(status: Status) -> Response<Body> {
+    let (parts, ()) = status.into_http::<()>().into_parts();
+    Response::from_parts(parts, Body::empty())
+}
+
+/// The status for a service error. A status is passed on as it is; tonic's mapping covers
+/// HTTP/2 and hyper errors and tower's `Overloaded` (`RESOURCE_EXHAUSTED`, as tonic's own
+/// server answers it); a tower timeout is `DEADLINE_EXCEEDED`; a transport failure (a
+/// `Channel` that cannot reach its server, a buffer whose worker is gone, an I/O error) is
+/// `UNAVAILABLE`, which clients may retry. What the error says is logged, not sent: it may
+/// name internal addresses.
+pub(crate) fn status_from_error(error: BoxError) -> Status {
+    let error = match Status::try_from_error(error) {
+        Ok(status) => return status,
+        Err(error) => error,
+    };
+    let chain = || std::iter::successors(Some(&*error as &(dyn std::error::Error + 'static)), |e| e.source());
+    if chain().any(|e| e.is::<tower::timeout::error::Elapsed>()) {
+        return Status::deadline_exceeded("the call took longer than the gateway allows");
+    }
+    let transport = chain().any(|e| {
+        e.is::<tonic::transport::Error>()
+            || e.is::<std::io::Error>()
+            || e.is::<tower::buffer::error::Closed>()
+            || e.is::<tower::buffer::error::ServiceError>()
+    });
+    tracing::warn!(error = %error, transport, "the service failed a call");
+    if transport {
+        Status::unavailable("the service is unavailable")
+    } else {
+        Status::unknown("the service failed the call")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_become_statuses() {
+        let not_found: BoxError = Box::new(Status::not_found("gone"));
+        assert_eq!(status_from_error(not_found).code(), tonic::Code::NotFound);
+        let io: BoxError = Box::new(std::io::Error::other("connection refused"));
+        let status = status_from_error(io);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(!status.message().contains("refused"), "the cause is logged, not sent");
+        let shed: BoxError = Box::new(tower::load_shed::error::Overloaded::new());
+        assert_eq!(status_from_error(shed).code(), tonic::Code::ResourceExhausted);
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(status_from_error(elapsed).code(), tonic::Code::DeadlineExceeded);
+        let other: BoxError = "something odd".into();
+        assert_eq!(status_from_error(other).code(), tonic::Code::Unknown);
+    }
+}

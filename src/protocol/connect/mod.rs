@@ -1,0 +1,82 @@
+//! The Connect protocol: JSON (and binary protobuf) over plain HTTP, so that `curl`,
+//! Connect clients and `buf curl` can call any method.
+//!
+//! - unary: `POST /pkg.Svc/Method` with `application/json` or `application/proto`; errors
+//!   as `{"code": "not_found", "message": ..., "details": [...]}` with the mapped HTTP status;
+//!   trailers as `trailer-*` headers;
+//! - unary over `GET` for methods marked `NO_SIDE_EFFECTS`
+//!   (`?encoding=json&message=...[&base64=1][&compression=gzip]`);
+//! - streaming: `application/connect+json` / `+proto` envelopes, ending with the
+//!   end-of-stream envelope `{"error": ..., "metadata": ...}`; always HTTP 200.
+//!
+//! Every call goes to the service stack in-process as native gRPC (see
+//! [`crate::transcode::Invoker`]); `Connect-Timeout-Ms` becomes `grpc-timeout`.
+
+mod common;
+mod stream;
+mod unary;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use tonic::Status;
+
+use self::common::{Adapter, Rejection};
+use super::{Encoding, Protocol, classify};
+use crate::transcode::{GrpcService, Invoker};
+
+/// The Connect adapter: serves the requests [`classify`] calls Connect (unary, streaming,
+/// `GET`), every call going to `S` in-process.
+pub(crate) struct ConnectService<S> {
+    adapter: Arc<Adapter<S>>,
+}
+
+impl<S> Clone for ConnectService<S> {
+    fn clone(&self) -> Self {
+        Self { adapter: self.adapter.clone() }
+    }
+}
+
+impl<S> ConnectService<S> {
+    /// The adapter for `invoker`, refusing messages over `max_message_bytes` either way.
+    pub(crate) fn new(invoker: Invoker<S>, max_message_bytes: usize) -> Self {
+        Self { adapter: Arc::new(Adapter { invoker, max_message_bytes }) }
+    }
+}
+
+impl<S: GrpcService> tower::Service<Request<Body>> for ConnectService<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    // Boxed: the adapter's futures are large, and the gateway's future, moved on every
+    // request whatever its protocol, stays small.
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let adapter = self.adapter.clone();
+        Box::pin(async move {
+            // The gateway marks every request with its protocol; a request that comes
+            // without (a test's) is classified here.
+            let protocol = req.extensions().get::<Protocol>().copied().unwrap_or_else(|| classify(&req));
+            Ok(match protocol {
+                Protocol::ConnectUnary(encoding) => unary::unary(&adapter, req, encoding).await,
+                Protocol::ConnectStream(encoding) => stream::stream(&adapter, req, encoding).await,
+                Protocol::ConnectGet => unary::get(&adapter, req).await,
+                _ => {
+                    let status = Status::unimplemented("not a Connect request");
+                    let mut resp = Rejection::Status(status).into_unary_response(Encoding::Json);
+                    *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                    resp
+                }
+            })
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! The invoker: what an adapter needs to reach a service, and nothing more. It holds the
+//! service stack and the method table, says whether a path names a method the JSON
+//! protocols can reach ([`Invoker::resolve`], the one place that tells an unknown service
+//! from an unknown method), and starts in-process calls ([`Invoker::start`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tonic::Status;
+use tonic::body::Body;
+use tower::Service;
+use tower::util::BoxCloneSyncService;
+
+use super::call::{self, Call, CallSetup, RequestMessages};
+use super::method::{MethodDescriptor, MethodTable};
+
+/// The service stack every protocol ends in, boxed once: the gateway's layers, the
+/// caller's layers, the caller's service. Errors are already gRPC statuses at this point
+/// (`Infallible`): the gateway recovers the caller's service errors at the bottom.
+pub type GrpcStack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// A service stack an adapter can call: native gRPC in, native gRPC out, every error
+/// already a status. [`GrpcStack`] is one; a unit test's stub is another.
+pub trait GrpcService:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> GrpcService for T where
+    T: Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The stack and the method table; cheap to clone.
+#[derive(Clone)]
+pub struct Invoker<S = GrpcStack> {
+    stack: S,
+    methods: Arc<MethodTable>,
+}
+
+impl<S> Invoker<S> {
+    /// An invoker that calls `stack` and transcodes with `methods`.
+    pub fn new(stack: S, methods: Arc<MethodTable>) -> Self {
+        Self { stack, methods }
+    }
+
+    /// The method at `path` (`/pkg.Service/Method`), if the table has it.
+    pub fn method(&self, path: &str) -> Option<&Arc<MethodDescriptor>> {
+        self.methods.get(path)
+    }
+
+    /// The method at `path`, or the `UNIMPLEMENTED` status that names what is missing:
+    /// the whole service, or only the method.
+    pub fn resolve(&self, path: &str) -> Result<&Arc<MethodDescriptor>, Status> {
+        self.methods.get(path).ok_or_else(|| {
+            let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+            if self.methods.has_service(service) {
+                Status::unimplemented(format!("unknown method {path}"))
+            } else {
+                Status::unimplemented(format!("unknown service {service}"))
+            }
+        })
+    }
+}
+
+impl<S: GrpcService> Invoker<S> {
+    /// Starts an in-process call (see [`call::start`]).
+    pub async fn start(&self, setup: CallSetup, messages: RequestMessages, max_message: usize) -> Call {
+        call::start(&self.stack, setup, messages, max_message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_names_what_is_missing() {
+        let invoker = Invoker::new((), Arc::new(MethodTable::generated()));
+        assert!(invoker.resolve("/grpc.testing.TestService/UnaryCall").is_ok());
+        let method = invoker.resolve("/grpc.testing.TestService/Nope").unwrap_err();
+        assert_eq!(method.message(), "unknown method /grpc.testing.TestService/Nope");
+        let service = invoker.resolve("/no.Such/Thing").unwrap_err();
+        assert_eq!(service.message(), "unknown service no.Such");
+        assert_eq!(service.code(), tonic::Code::Unimplemented);
+    }
+}

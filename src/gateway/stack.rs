@@ -201,8 +201,8 @@ fn status_response(status: Status) -> Response<Body> {
 /// HTTP/2 and hyper errors and tower's `Overloaded` (`RESOURCE_EXHAUSTED`, as tonic's own
 /// server answers it); a tower timeout is `DEADLINE_EXCEEDED`; a transport failure (a
 /// `Channel` that cannot reach its server, a buffer whose worker is gone, an I/O error) is
-/// `UNAVAILABLE`, which clients may retry. What the error says is logged, not sent: it may
-/// name internal addresses.
+/// `UNAVAILABLE`, which clients may retry. Of an error tonic's mapping does not know, what
+/// it says is logged, not sent: it may name internal addresses.
 pub(crate) fn status_from_error(error: BoxError) -> Status {
     let error = match Status::try_from_error(error) {
         Ok(status) => return status,

@@ -76,9 +76,13 @@ pub async fn start_scripted(config: Config) -> (TestServer, tokio::sync::mpsc::U
 
 /// Starts a gateway from a builder (for a custom method table, say).
 pub async fn start_gateway(builder: portway::GatewayBuilder) -> TestServer {
+    serve_gateway(builder.build()).await
+}
+
+/// Serves a built gateway (one with layers, or in front of another service).
+pub async fn serve_gateway(gateway: portway::Gateway) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let gateway = builder.build();
     let metrics = gateway.metrics().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -281,3 +281,6 @@ fn unsupported_media_type() -> Response<Body> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests;

@@ -117,21 +117,28 @@ impl tower::Service<Request<Body>> for Stub {
     }
 }
 
+/// What a body produced, polled to its end.
+#[derive(Debug, Default)]
+pub(crate) struct Drained {
+    pub data: Vec<u8>,
+    pub trailers: Option<HeaderMap>,
+    pub errors: Vec<String>,
+}
+
 /// Polls `body` to its end, checking at every step that `is_end_stream()` is true exactly
 /// when the next poll returns `None`, and that `size_hint()` holds for the data still to
-/// come. Returns the data and the trailers it produced.
-pub(crate) async fn body_contract<B>(body: B) -> (Vec<u8>, Option<HeaderMap>)
+/// come. Returns what it produced.
+pub(crate) async fn body_contract<B>(body: B) -> Drained
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Debug,
 {
     let mut body = body;
     let mut hints = Vec::new();
-    let mut data = Vec::new();
-    let mut trailers = None;
+    let mut out = Drained::default();
     loop {
         let ended = body.is_end_stream();
-        hints.push((body.size_hint(), data.len()));
+        hints.push((body.size_hint(), out.data.len()));
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
         match frame {
             None => {
@@ -140,22 +147,22 @@ where
             }
             Some(frame) => {
                 assert!(!ended, "is_end_stream() said the body was over, but it produced a frame");
-                let frame = frame.expect("a body frame");
-                match frame.into_data() {
-                    Ok(chunk) => data.extend_from_slice(&chunk),
-                    Err(frame) => trailers = frame.into_trailers().ok(),
+                match frame.map(Frame::into_data) {
+                    Ok(Ok(chunk)) => out.data.extend_from_slice(&chunk),
+                    Ok(Err(frame)) => out.trailers = frame.into_trailers().ok(),
+                    Err(e) => out.errors.push(format!("{e:?}")),
                 }
             }
         }
     }
     for (hint, before) in hints {
-        let rest = (data.len() - before) as u64;
+        let rest = (out.data.len() - before) as u64;
         assert!(hint.lower() <= rest, "size_hint lower bound {} over the {rest} bytes that came", hint.lower());
         if let Some(upper) = hint.upper() {
             assert!(rest <= upper, "size_hint upper bound {upper} under the {rest} bytes that came");
         }
     }
-    (data, trailers)
+    out
 }
 
 /// A body that yields `frames` in order and knows exactly when it is over (the contract
@@ -190,9 +197,9 @@ impl http_body::Body for Frames {
 /// The bodies the stub and [`Frames`] make, checked against the contract themselves.
 #[tokio::test]
 async fn test_bodies_keep_the_contract() {
-    let (data, trailers) =
+    let out =
         body_contract(Frames::new(vec![Frame::data(Bytes::from_static(b"ab")), Frame::trailers(ok_trailers(None))]))
             .await;
-    assert_eq!(data, b"ab");
-    assert!(trailers.is_some());
+    assert_eq!(out.data, b"ab");
+    assert!(out.trailers.is_some());
 }

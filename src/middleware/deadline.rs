@@ -210,4 +210,25 @@ mod tests {
         h.insert(GRPC_TIMEOUT, HeaderValue::from_static("bogus"));
         assert!(timeout_of(&h, None).is_err());
     }
+
+    #[tokio::test]
+    async fn the_body_says_when_it_is_over() {
+        use crate::testing::{Frames, body_contract};
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let frames = || Frames::new(vec![Frame::data(Bytes::from_static(b"abc")), Frame::trailers(trailers.clone())]);
+        let far = || Some(Box::pin(tokio::time::sleep(Duration::from_secs(3600))));
+        let out = body_contract(DeadlineBody { inner: Body::new(frames()), sleep: far() }).await;
+        assert_eq!(out.data, b"abc");
+        assert_eq!(out.trailers.map(|t| t["grpc-status"].clone()), Some(HeaderValue::from_static("0")));
+        // An inner body that is over at once (a trailers-only error): over at once too.
+        let out = body_contract(DeadlineBody { inner: Body::empty(), sleep: far() }).await;
+        assert!(out.data.is_empty() && out.trailers.is_none());
+        // The deadline passes while the inner body waits: DEADLINE_EXCEEDED trailers, then over.
+        let never =
+            http_body_util::StreamBody::new(futures_util::stream::pending::<Result<Frame<Bytes>, tonic::Status>>());
+        let now = Some(Box::pin(tokio::time::sleep(Duration::ZERO)));
+        let out = body_contract(DeadlineBody { inner: Body::new(never), sleep: now }).await;
+        assert_eq!(out.trailers.map(|t| t["grpc-status"].clone()), Some(HeaderValue::from_static("4")));
+    }
 }

@@ -370,4 +370,47 @@ mod tests {
             assert_eq!(relayed, first, "split at {split}: all of the first message, nothing of the second");
         }
     }
+
+    #[tokio::test]
+    async fn the_bodies_say_when_they_are_over() {
+        use crate::testing::{Frames, body_contract};
+        let mut ok = HeaderMap::new();
+        ok.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let body = |chunks: &[Vec<u8>], trailers: bool| {
+            let mut frames: Vec<Frame<Bytes>> = chunks.iter().map(|c| Frame::data(Bytes::from(c.clone()))).collect();
+            if trailers {
+                frames.push(Frame::trailers(ok.clone()));
+            }
+            Body::new(Frames::new(frames))
+        };
+        let small = [envelope(3), envelope(0)].concat();
+        // Within the limit both bodies pass everything on.
+        let request = LimitedRequest {
+            inner: body(&[small.clone()], false),
+            scanner: Scanner::new(10),
+            error: None,
+            failed: false,
+        };
+        assert_eq!(body_contract(request).await.data, small);
+        let response =
+            LimitedResponse { inner: Some(body(&[small.clone()], true)), scanner: Scanner::new(10), cut: None };
+        let out = body_contract(response).await;
+        assert_eq!((out.data, out.trailers.is_some()), (small.clone(), true));
+        // Over it: the request relays the message before, then its error, then ends.
+        let over = [envelope(3), envelope(11)].concat();
+        let request = LimitedRequest {
+            inner: body(&[over.clone()], false),
+            scanner: Scanner::new(10),
+            error: None,
+            failed: false,
+        };
+        let out = body_contract(request).await;
+        assert_eq!(out.data, envelope(3));
+        assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+        // The response relays the message before, then RESOURCE_EXHAUSTED trailers, then ends.
+        let response = LimitedResponse { inner: Some(body(&[over], true)), scanner: Scanner::new(10), cut: None };
+        let out = body_contract(response).await;
+        assert_eq!(out.data, envelope(3));
+        assert_eq!(out.trailers.map(|t| t["grpc-status"].clone()), Some(http::HeaderValue::from_static("8")));
+    }
 }

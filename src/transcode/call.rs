@@ -285,3 +285,18 @@ impl http_body::Body for ChannelBody {
         self.rx.is_closed() && self.rx.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_request_body_says_when_it_is_over() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from_static(b"a")).await.unwrap();
+        tx.send(Bytes::from_static(b"bc")).await.unwrap();
+        drop(tx);
+        let out = crate::testing::body_contract(ChannelBody { rx }).await;
+        assert_eq!(out.data, [framing::encode(0, b"a"), framing::encode(0, b"bc")].concat());
+    }
+}

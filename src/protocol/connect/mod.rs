@@ -80,3 +80,6 @@ impl<S: GrpcService> tower::Service<Request<Body>> for ConnectService<S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -652,6 +652,50 @@ async fn response_credit_bounds_the_server() {
     settled(&server.metrics).await;
 }
 
+/// `headers` and `status` frames need no credit: the protocol document's own example (credit
+/// 2, two messages), a unary call with credit 1, and an error with credit 0 all finish.
+#[tokio::test]
+async fn status_frames_need_no_credit() {
+    let server = common::start_interop(Config::default()).await;
+    let mut ws = connect(&server).await;
+    // docs/websocket-protocol.md, "A call, frame by frame".
+    ws.send_text(
+        r#"{"type":"open","id":7,"method":"/grpc.testing.TestService/FullDuplexCall","credit":2,
+        "metadata":{"x-grpc-test-echo-initial":"hi"},"message":{"responseParameters":[{"size":1}]}}"#,
+    )
+    .await;
+    assert_eq!(ws.next_for(7).await, json!({"type":"headers","id":7,"metadata":{"x-grpc-test-echo-initial":["hi"]}}));
+    assert_eq!(ws.next_for(7).await, json!({"type":"message","id":7,"message":{"payload":{"body":"AA=="}}}));
+    ws.send_text(r#"{"type":"message","id":7,"message":{"responseParameters":[{"size":2}]},"end":true}"#).await;
+    assert_eq!(ws.next_for(7).await, json!({"type":"message","id":7,"message":{"payload":{"body":"AAA="}}}));
+    assert_eq!(ws.next_for(7).await, json!({"type":"status","id":7,"code":"ok","trailers":{}}));
+
+    ws.send(json!({"type":"open","id":8,"method":format!("{TS}/UnaryCall"),"credit":1,"message":{},"end":true})).await;
+    assert_eq!(ws.finish(8).await.code(), "ok");
+    let error = json!({"responseStatus":{"code":5,"message":"gone"}});
+    ws.send(json!({"type":"open","id":9,"method":format!("{TS}/UnaryCall"),"credit":0,"message":error,"end":true}))
+        .await;
+    let out = ws.finish(9).await;
+    assert_eq!((out.code(), out.status["message"].as_str()), ("not_found", Some("gone")));
+    drop(ws);
+    settled(&server.metrics).await;
+}
+
+/// `timeoutMs: 0` is a deadline that passed before the call started: `deadline_exceeded`,
+/// whatever the method, as native gRPC ends a call whose deadline passed.
+#[tokio::test]
+async fn a_zero_timeout_is_deadline_exceeded() {
+    let server = common::start_interop(Config::default()).await;
+    let mut ws = connect(&server).await;
+    ws.send(json!({"type":"open","id":1,"method":format!("{TS}/UnaryCall"),"timeoutMs":0,"message":{},"end":true}))
+        .await;
+    let out = ws.finish(1).await;
+    assert_eq!(out.code(), "deadline_exceeded");
+    assert!(out.headers.is_none(), "the call never started");
+    drop(ws);
+    settled(&server.metrics).await;
+}
+
 #[tokio::test]
 async fn no_credit_holds_the_handler_back() {
     let probe = Probe::default();
@@ -1068,6 +1112,27 @@ async fn handshake_refusals() {
     let resp = reqwest_like_get(server.addr, "/ws").await;
     assert_eq!(resp, 400);
     settled(&server.metrics).await;
+}
+
+/// A `POST` with the upgrade headers is a handshake gone wrong, and gets the handshake's
+/// reason, not the static files' bare 405.
+#[tokio::test]
+async fn a_post_upgrade_gets_the_handshake_reason() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = common::start_interop(Config::default()).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let req = "POST /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+               sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\ncontent-length: 0\r\n\r\n";
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("GET") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.expect("an answer").unwrap();
+        assert!(n > 0, "closed before the reason: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
 }
 
 /// A GET /ws with `Upgrade: websocket` and nothing else, over HTTP/1.1.

@@ -164,22 +164,20 @@ async fn connect(addr: SocketAddr, subprotocol: bool, read_buffer: usize) -> Cli
     ws
 }
 
-/// CPU time (user + system) this process has used so far.
+/// CPU time (user + system) this process has used so far: unlike wall time, it does not
+/// grow when other work on the machine takes the cores.
 fn cpu_time() -> Duration {
-    rusage(libc::RUSAGE_SELF)
+    clock(rustix::time::ClockId::ProcessCPUTime)
 }
 
-/// CPU time (user + system) `who` (this process, or this thread) has used so far: unlike
-/// wall time, it does not grow when other work on the machine takes the cores.
-fn rusage(who: libc::c_int) -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
-    let usage = unsafe {
-        libc::getrusage(who, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+/// CPU time this thread has used so far.
+fn thread_cpu_time() -> Duration {
+    clock(rustix::time::ClockId::ThreadCPUTime)
+}
+
+fn clock(id: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(id);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// One round's result.
@@ -301,15 +299,13 @@ fn rss_bytes(pid: u32) -> u64 {
 }
 
 fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let raised = Rlimit { current: lim.maximum, maximum: lim.maximum };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => lim.maximum.unwrap_or(u64::MAX),
+        Err(_) => lim.current.unwrap_or(u64::MAX),
     }
-    lim.rlim_cur
 }
 
 async fn metric(addr: SocketAddr, name: &str) -> u64 {
@@ -393,11 +389,11 @@ fn codec_costs(message_json: &str) {
     let frame = format!(r#"{{"type":"message","id":1,"message":{message_json}}}"#);
     let n = 2_000;
     let time = |f: &mut dyn FnMut()| {
-        let start = rusage(libc::RUSAGE_THREAD);
+        let start = thread_cpu_time();
         for _ in 0..n {
             f();
         }
-        (rusage(libc::RUSAGE_THREAD) - start).as_secs_f64() * 1e6 / f64::from(n)
+        (thread_cpu_time() - start).as_secs_f64() * 1e6 / f64::from(n)
     };
     #[derive(serde::Deserialize)]
     struct Frame<'a> {

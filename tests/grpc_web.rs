@@ -1,6 +1,9 @@
 //! gRPC-Web through the gateway: binary and text, over HTTP/1.1 and HTTP/2, with a plain
 //! HTTP client (hyper) and with tonic-web's own client layer; CORS as browsers use it.
 
+// Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use ::http::{HeaderName, HeaderValue, Request, StatusCode};

@@ -5,6 +5,9 @@
 //! and proto, WebSocket JSON); a new protocol joins the comparison with one more
 //! implementation in [`clients`].
 
+// Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::future::Future;

@@ -1,6 +1,9 @@
 //! Plain HTTP on the gateway's port: static files, `/healthz`, `/metrics`, and the
 //! connection limits (`max_connections`, `http2_max_concurrent_streams`).
 
+// Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

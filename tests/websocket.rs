@@ -2,6 +2,9 @@
 //! gateway on a real socket: every RPC kind, parity with native gRPC, flow control,
 //! cancellation, heartbeats, every malformed input, HTTP/2 extended CONNECT, and a soak.
 
+// Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::VecDeque;

@@ -386,20 +386,23 @@ mod tests {
         let small = [envelope(3), envelope(0)].concat();
         // Within the limit both bodies pass everything on.
         let request = LimitedRequest {
-            inner: body(&[small.clone()], false),
+            inner: body(std::slice::from_ref(&small), false),
             scanner: Scanner::new(10),
             error: None,
             failed: false,
         };
         assert_eq!(body_contract(request).await.data, small);
-        let response =
-            LimitedResponse { inner: Some(body(&[small.clone()], true)), scanner: Scanner::new(10), cut: None };
+        let response = LimitedResponse {
+            inner: Some(body(std::slice::from_ref(&small), true)),
+            scanner: Scanner::new(10),
+            cut: None,
+        };
         let out = body_contract(response).await;
         assert_eq!((out.data, out.trailers.is_some()), (small.clone(), true));
         // Over it: the request relays the message before, then its error, then ends.
         let over = [envelope(3), envelope(11)].concat();
         let request = LimitedRequest {
-            inner: body(&[over.clone()], false),
+            inner: body(std::slice::from_ref(&over), false),
             scanner: Scanner::new(10),
             error: None,
             failed: false,

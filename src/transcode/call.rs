@@ -22,7 +22,7 @@ use tonic::{Code, Status};
 use tower::ServiceExt as _;
 
 use super::framing::{self, Decoder, FLAG_COMPRESSED};
-use super::invoker::GrpcService;
+use super::stack::GrpcService;
 use super::status::{code_from_http, decode_bin_value};
 use super::timeout::{GRPC_TIMEOUT, format_grpc_timeout};
 

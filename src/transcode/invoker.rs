@@ -3,42 +3,13 @@
 //! protocols can reach ([`Invoker::resolve`], the one place that tells an unknown service
 //! from an unknown method), and starts in-process calls ([`Invoker::start`]).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response};
 use tonic::Status;
-use tonic::body::Body;
-use tower::Service;
-use tower::util::BoxCloneSyncService;
 
 use super::call::{self, Call, CallSetup, RequestMessages};
 use super::method::{MethodDescriptor, MethodTable};
-
-/// The service stack every protocol ends in, boxed once: the gateway's layers, the
-/// caller's layers, the caller's service. Errors are already gRPC statuses at this point
-/// (`Infallible`): the gateway recovers the caller's service errors at the bottom.
-pub type GrpcStack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
-
-/// A service stack an adapter can call: native gRPC in, native gRPC out, every error
-/// already a status. [`GrpcStack`] is one; a unit test's stub is another.
-pub trait GrpcService:
-    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T> GrpcService for T where
-    T: Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
+use super::stack::{GrpcService, GrpcStack};
 
 /// The stack and the method table; cheap to clone.
 #[derive(Clone)]

@@ -150,7 +150,7 @@ impl MethodTable {
     /// The table generated from this crate's `proto/` directory.
     pub fn generated() -> Self {
         let mut table = Self::new();
-        table.extend(super::generated_methods());
+        table.extend(generated_methods());
         table
     }
 
@@ -200,3 +200,6 @@ impl fmt::Debug for MethodTable {
         f.debug_struct("MethodTable").field("methods", &paths).finish()
     }
 }
+
+// `generated_methods()`: one entry per RPC in `proto/`, written by build.rs.
+include!(concat!(env!("OUT_DIR"), "/method_table.rs"));

@@ -8,12 +8,12 @@ pub mod framing;
 mod invoker;
 pub mod method;
 pub mod number;
+mod stack;
 pub mod status;
 pub(crate) mod timeout;
 
 pub(crate) use call::{Call, CallEvent, CallSetup, RequestMessages};
 pub use codec::{CodecError, MessageCodec, PbjsonCodec, codec};
-pub(crate) use invoker::{GrpcService, GrpcStack, Invoker};
+pub(crate) use invoker::Invoker;
 pub use method::{Idempotency, MethodDescriptor, MethodTable, RpcKind};
-
-include!(concat!(env!("OUT_DIR"), "/method_table.rs"));
+pub(crate) use stack::{GrpcService, GrpcStack};

@@ -12,7 +12,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use tonic::Status;
 
-use super::MAX_ID;
+/// The largest call id: integers up to 2^53 − 1 are exact in JavaScript.
+pub(crate) const MAX_ID: u64 = (1 << 53) - 1;
 
 /// One frame from the client.
 #[derive(Debug)]

@@ -13,5 +13,3 @@ pub(crate) use server::Reason;
 pub(crate) const SUBPROTOCOL: &str = "portway.v1.json";
 /// A subprotocol that carries a bearer token instead of naming a protocol.
 pub(crate) const BEARER_PREFIX: &str = "portway.bearer.";
-/// The largest call id: integers up to 2^53 − 1 are exact in JavaScript.
-pub(crate) const MAX_ID: u64 = (1 << 53) - 1;

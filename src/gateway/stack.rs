@@ -15,7 +15,8 @@
 //!   a channel hop per call, and it is what makes a rate limit *one* limit for the whole
 //!   gateway rather than one per connection or per clone.
 //! - [`HideProtocol`] takes the gateway's protocol marker out of the request, so layers see
-//!   it and the service does not.
+//!   it and the service does not. Without layers nobody could read the marker, so the gateway
+//!   sets none (an extension costs two allocations per call) and there is nothing to hide.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,6 +43,10 @@ use crate::transcode::GrpcStack;
 /// for tower's [`Identity`] (no layers: the service as it is) and [`Stack`] (layers: behind a
 /// buffer). Not meant to be implemented elsewhere.
 pub trait StackLayers<S>: sealed::Sealed {
+    /// Whether there are layers, which the gateway then marks requests for.
+    #[doc(hidden)]
+    const LAYERED: bool;
+
     /// The stack below the gateway's own layers.
     #[doc(hidden)]
     fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack;
@@ -61,8 +66,11 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    const LAYERED: bool = false;
+
     fn assemble(self, service: S, _buffer: usize, config: &Config) -> GrpcStack {
-        finish(Recover::new(HideProtocol(service)), config)
+        // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
+        finish(Recover::new(service), config)
     }
 }
 
@@ -75,6 +83,8 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    const LAYERED: bool = true;
+
     fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack {
         let layered = self.layer(HideProtocol(service)).map_response(|resp| resp.map(Body::new)).map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it

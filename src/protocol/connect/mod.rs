@@ -49,24 +49,12 @@ impl<S> ConnectService<S> {
     }
 }
 
-impl<S: GrpcService> tower::Service<Request<Body>> for ConnectService<S> {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    // Boxed: the adapter's futures are large, and the gateway's future, moved on every
-    // request whatever its protocol, stays small.
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl<S: GrpcService> ConnectService<S> {
+    /// Serves a request already classified as `protocol` (the gateway's path: no second look).
+    pub(crate) fn serve(&self, req: Request<Body>, protocol: Protocol) -> ConnectFuture {
         let adapter = self.adapter.clone();
         Box::pin(async move {
-            // The gateway marks every request with its protocol; a request that comes
-            // without (a test's) is classified here.
-            let protocol = req.extensions().get::<Protocol>().copied().unwrap_or_else(|| classify(&req));
-            Ok(match protocol {
+            match protocol {
                 Protocol::ConnectUnary(encoding) => unary::unary(&adapter, req, encoding).await,
                 Protocol::ConnectStream(encoding) => stream::stream(&adapter, req, encoding).await,
                 Protocol::ConnectGet => unary::get(&adapter, req).await,
@@ -76,8 +64,29 @@ impl<S: GrpcService> tower::Service<Request<Body>> for ConnectService<S> {
                     *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
                     resp
                 }
-            })
+            }
         })
+    }
+}
+
+/// A response on the way. Boxed: the adapter's futures are large, and the gateway's future,
+/// moved on every request whatever its protocol, stays small.
+pub(crate) type ConnectFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+impl<S: GrpcService> tower::Service<Request<Body>> for ConnectService<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::Map<ConnectFuture, fn(Response<Body>) -> Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        use futures_util::FutureExt as _;
+        // The gateway's marker when there is one, or a look of our own.
+        let protocol = req.extensions().get::<Protocol>().copied().unwrap_or_else(|| classify(&req));
+        self.serve(req, protocol).map(Ok)
     }
 }
 

@@ -139,7 +139,9 @@ pub struct WebSocketConfig {
     /// message somewhat over its limit still gets a per-call error. Default: `None`.
     pub max_frame_bytes: Option<usize>,
     /// Calls open at once on one socket; an `open` beyond it is refused with
-    /// `resource_exhausted`. Default: 100.
+    /// `resource_exhausted`. A call counts until its task has ended (its `status` handed to
+    /// the socket's writer), cancelled calls included, so it also bounds the tasks and memory
+    /// of a socket whose client does not read. Default: 100.
     pub max_calls_per_socket: usize,
     /// Open sockets in total; upgrades beyond it are answered HTTP 503 before the
     /// handshake. Default: 10,000.

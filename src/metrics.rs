@@ -44,14 +44,14 @@ impl Metrics {
     }
 
     /// Counts an accepted connection; the guard counts its close.
-    pub fn connection(self: &std::sync::Arc<Self>) -> ConnectionGuard {
+    pub(crate) fn connection(self: &std::sync::Arc<Self>) -> ConnectionGuard {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard(self.clone())
     }
 
     /// Counts a connection closed at once because the limit was reached.
-    pub fn connection_refused(&self) {
+    pub(crate) fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -113,7 +113,7 @@ impl Metrics {
 
 /// Decrements the open-connection gauge when dropped.
 #[derive(Debug)]
-pub struct ConnectionGuard(std::sync::Arc<Metrics>);
+pub(crate) struct ConnectionGuard(std::sync::Arc<Metrics>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {

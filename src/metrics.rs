@@ -24,6 +24,8 @@ pub struct Metrics {
     /// Live tasks of WebSocket sessions (a reader and a writer per socket, one per call):
     /// returns to zero when every socket is closed, or something leaks.
     pub websocket_tasks: AtomicU64,
+    /// The listener's refusals, reclaims and timeouts.
+    pub connection_events: crate::server::ConnectionCounters,
 }
 
 fn index(p: Protocol) -> usize {
@@ -82,6 +84,7 @@ impl Metrics {
             "Connections closed at once because max_connections was reached.",
             self.connections_refused.load(Ordering::Relaxed),
         );
+        self.connection_events.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP portway_requests_total HTTP requests by protocol.\n# TYPE portway_requests_total counter"

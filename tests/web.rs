@@ -307,7 +307,7 @@ async fn http2_header_list_limit_is_enforced() {
 #[tokio::test]
 async fn http1_header_read_timeout_closes_slow_clients() {
     let mut config = Config::default();
-    config.http.http1_header_read_timeout = Duration::from_millis(200);
+    config.http.header_read_timeout = Duration::from_millis(200);
     let server = common::start_interop(config).await;
     // Half a request line, then nothing: the server must give up on its own.
     let resp = raw_http1(server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow").await;

@@ -184,6 +184,8 @@ async fn healthz_reports_not_serving() {
 async fn max_connections_is_enforced() {
     let mut config = Config::default();
     config.http.max_connections = 1;
+    // Without the reserve (which would reclaim the first connection once it is quiet).
+    config.http.reclaim_after = None;
     let server = common::start_interop(config).await;
 
     // The first connection is served and kept open.

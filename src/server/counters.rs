@@ -34,6 +34,11 @@ impl ConnectionCounters {
         self.timeouts[which as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Connections closed so far to make room for a new one (the reserve at work).
+    pub fn reclaimed(&self) -> u64 {
+        self.reclaimed.load(Ordering::Relaxed)
+    }
+
     /// Connections closed by the timeout `which` (one of `first_byte`, `header`, `body`,
     /// `write`, `idle`) so far.
     pub fn timeouts(&self, which: &str) -> u64 {

@@ -408,3 +408,106 @@ pub fn envelope(flags: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
+
+/// What the server sent while a client flooded it, counted by [`Flood`]'s reader.
+#[derive(Debug, Default, Clone)]
+pub struct FloodReport {
+    pub frames: u64,
+    /// The GOAWAY's error code, if the server sent one.
+    pub goaway: Option<u32>,
+    /// RST_STREAM frames by error code.
+    pub resets: std::collections::BTreeMap<u32, u64>,
+    pub ping_acks: u64,
+    pub settings_acks: u64,
+    /// HEADERS frames (responses).
+    pub headers: u64,
+    /// The server closed the connection.
+    pub closed: bool,
+}
+
+/// A connection split for flooding: the test writes as fast as it likes while a task reads
+/// and counts everything the server sends (so the server is never blocked on a client that
+/// does not read, unless the test wants that: see [`H2::flood_without_reading`]).
+pub struct Flood {
+    write: tokio::net::tcp::OwnedWriteHalf,
+    report: std::sync::Arc<std::sync::Mutex<FloodReport>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    /// Kept so that a connection flooded without reading is not closed by dropping it.
+    _read: Option<tokio::net::tcp::OwnedReadHalf>,
+}
+
+impl H2 {
+    /// Splits the connection: writes go through the returned [`Flood`], a task reads.
+    pub fn flood(self) -> Flood {
+        let (mut read, write) = self.tcp.into_split();
+        let report = std::sync::Arc::new(std::sync::Mutex::new(FloodReport::default()));
+        let counted = report.clone();
+        let mut buf = self.buf;
+        let reader = tokio::spawn(async move {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                while buf.len() >= 9 {
+                    let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                    if buf.len() < 9 + len {
+                        break;
+                    }
+                    let head = buf.split_to(9);
+                    let payload = buf.split_to(len);
+                    let mut r = counted.lock().unwrap();
+                    r.frames += 1;
+                    let code = payload.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    match head[3] {
+                        GOAWAY => r.goaway = payload.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                        RST_STREAM => *r.resets.entry(code.unwrap_or(u32::MAX)).or_default() += 1,
+                        PING if head[4] & ACK != 0 => r.ping_acks += 1,
+                        SETTINGS if head[4] & ACK != 0 => r.settings_acks += 1,
+                        HEADERS => r.headers += 1,
+                        _ => {}
+                    }
+                }
+                match read.read(&mut chunk).await {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => {
+                        counted.lock().unwrap().closed = true;
+                        return;
+                    }
+                }
+            }
+        });
+        Flood { write, report, reader: Some(reader), _read: None }
+    }
+
+    /// Splits the connection but reads nothing: the server's answers pile up on its side.
+    pub fn flood_without_reading(self) -> Flood {
+        let (read, write) = self.tcp.into_split();
+        Flood { write, report: Default::default(), reader: None, _read: Some(read) }
+    }
+}
+
+impl Flood {
+    /// Writes `bytes` within `wait`; `false` if the server stopped reading or closed.
+    pub async fn send(&mut self, bytes: &[u8], wait: Duration) -> bool {
+        matches!(tokio::time::timeout(wait, self.write.write_all(bytes)).await, Ok(Ok(())))
+    }
+
+    /// What the server sent so far.
+    pub fn report(&self) -> FloodReport {
+        self.report.lock().unwrap().clone()
+    }
+
+    /// Waits up to `wait` for the server to close the connection; the report either way.
+    pub async fn wait_closed(&mut self, wait: Duration) -> FloodReport {
+        if let Some(reader) = self.reader.as_mut() {
+            let _ = tokio::time::timeout(wait, reader).await;
+        }
+        self.report()
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
+}

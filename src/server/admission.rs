@@ -411,10 +411,12 @@ mod tests {
     use super::*;
 
     fn admission(max: usize, per_address: usize, reclaim_after: Option<Duration>) -> Arc<Admission> {
-        let mut config = HttpConfig::default();
-        config.max_connections = max;
-        config.max_connections_per_address = per_address;
-        config.reclaim_after = reclaim_after;
+        let config = HttpConfig {
+            max_connections: max,
+            max_connections_per_address: per_address,
+            reclaim_after,
+            ..Default::default()
+        };
         Admission::new(&config, Arc::default())
     }
 

@@ -119,7 +119,10 @@ pub struct HttpConfig {
     /// frame and its CONTINUATION frames). Default: 30 s.
     pub header_read_timeout: Duration,
     /// A request body that delivers no bytes for this long fails (the call ends with an
-    /// error, an HTTP/2 stream is reset, an HTTP/1.1 connection is closed). Default: 30 s.
+    /// error, an HTTP/2 stream is reset, an HTTP/1.1 connection is closed). It applies to
+    /// every HTTP/1.1 body and to HTTP/2 bodies that are not client streams (native gRPC and
+    /// Connect streaming may be quiet for as long as their deadline allows: they hold a
+    /// stream, not a connection). Default: 30 s.
     pub body_timeout: Duration,
     /// A connection whose client accepts no response bytes for this long while a response is
     /// waiting (the socket does not drain, or HTTP/2 flow control stays closed) is closed.

@@ -151,7 +151,12 @@ async fn idle_http2_connections_get_goaway() {
 
 #[tokio::test]
 async fn open_streams_keep_a_connection_from_idling_out() {
-    let server = common::start_interop(config(|h| h.idle_timeout = Duration::from_millis(200))).await;
+    // Neither the idle timeout nor the body timeout ends a quiet native gRPC client stream.
+    let server = common::start_interop(config(|h| {
+        h.idle_timeout = Duration::from_millis(200);
+        h.body_timeout = Duration::from_millis(200);
+    }))
+    .await;
     let mut h2 = H2::handshake(server.addr, &[]).await;
     let id = h2.next_stream_id();
     let headers = H2::post("/grpc.testing.TestService/StreamingInputCall", "application/grpc", &[("te", "trailers")]);
@@ -203,12 +208,12 @@ async fn a_slow_http1_request_head_times_out() {
 #[tokio::test]
 async fn a_stalled_request_body_fails_the_call() {
     let server = common::start_interop(config(|h| h.body_timeout = Duration::from_millis(300))).await;
-    // HTTP/2: a client stream that stops sending; the call ends, the connection stays.
+    // HTTP/2: a gRPC-Web body that stops halfway; the call ends, the connection stays.
     let mut h2 = H2::handshake(server.addr, &[]).await;
     let id = h2.next_stream_id();
-    let headers = H2::post("/grpc.testing.TestService/StreamingInputCall", "application/grpc", &[("te", "trailers")]);
+    let headers = H2::post("/grpc.testing.TestService/UnaryCall", "application/grpc-web+proto", &[]);
     h2.headers(id, &headers, false).await;
-    h2.data(id, &h2raw::envelope(0, &[]), false).await;
+    h2.data(id, &[0, 0, 0, 0, 10, 0x10], false).await; // 1 of 10 announced bytes
     let reply = h2.stream(id).await;
     assert!(!reply.connection_ended, "{}", reply.describe());
     assert!(

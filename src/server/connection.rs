@@ -80,13 +80,14 @@ impl Context {
 /// Serves one accepted connection until it closes.
 pub(crate) async fn run(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     slot: Slot,
     service: GatewayService,
     cx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let info = TcpConnectInfo { local_addr: stream.local_addr().ok(), remote_addr: stream.peer_addr().ok() };
+    let info = TcpConnectInfo { local_addr: stream.local_addr().ok(), remote_addr: Some(peer) };
     let state = slot.state().clone();
     let metrics = slot.metrics().clone();
     // TLS slots in here, before anything is read: a handshake bounded by its own timeout,

@@ -92,7 +92,7 @@ where
                     None => return,
                 },
             };
-            connection::run(stream, slot, service, cx, stopped).await;
+            connection::run(stream, peer, slot, service, cx, stopped).await;
             drop(task);
         });
     }

@@ -91,6 +91,7 @@ where
         let expects_continue =
             h1 && req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let drain = (h1 && !expects_continue).then_some(self.limits.max_drain_bytes);
+        let timeout = (h1 || !is_stream(&req)).then_some(self.limits.body_timeout);
         if h1 {
             self.conn.set_h1_body(H1Body::Reading);
         }
@@ -98,7 +99,7 @@ where
             inner: Some(body),
             conn: self.conn.clone(),
             metrics: self.metrics.clone(),
-            timeout: self.limits.body_timeout,
+            timeout,
             timer: None,
             progressed: false,
             h1: h1.then_some(H1Drain { max_bytes: drain }),
@@ -177,13 +178,23 @@ struct H1Drain {
     max_bytes: Option<usize>,
 }
 
+/// Whether a request may be a long-lived client stream, whose silence is legitimate: native
+/// gRPC and Connect streaming. Over HTTP/2 these are bounded by their deadline, keepalive and
+/// the reserve, not by `body_timeout` (a quiet stream costs a stream, not a connection).
+fn is_stream(req: &Request<Incoming>) -> bool {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE).map(HeaderValue::as_bytes) else { return false };
+    let starts = |prefix: &[u8]| ct.len() >= prefix.len() && ct[..prefix.len()].eq_ignore_ascii_case(prefix);
+    (starts(b"application/grpc") && !starts(b"application/grpc-web")) || starts(b"application/connect+")
+}
+
 /// The request body every adapter reads: hyper's body, bounded by `body_timeout` (the time
-/// without a byte), with the early-answer rule on drop.
+/// without a byte; HTTP/1.1 bodies, and HTTP/2 bodies that are not client streams), with the
+/// early-answer rule on drop.
 pub struct RequestBody {
     inner: Option<Incoming>,
     conn: Arc<ConnState>,
     metrics: Arc<Metrics>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     /// Armed only when the body has to wait: a body already buffered never needs a timer.
     timer: Option<Pin<Box<Sleep>>>,
     /// Data arrived since the timer was armed.
@@ -230,7 +241,8 @@ impl Body for RequestBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let deadline = Instant::now() + this.timeout;
+                let Some(timeout) = this.timeout else { return Poll::Pending };
+                let deadline = Instant::now() + timeout;
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if std::mem::take(&mut this.progressed) {
                     timer.as_mut().reset(deadline);
@@ -270,12 +282,15 @@ impl Drop for RequestBody {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if fits => {
                 self.conn.set_h1_body(H1Body::Draining);
-                runtime.spawn(drain(inner, self.timeout));
+                runtime.spawn(drain(inner, self.timeout.unwrap_or(DRAIN_TIME)));
             }
             _ => self.conn.set_h1_body(H1Body::MustClose),
         }
     }
 }
+
+/// The drain's time bound when the body has no timeout (HTTP/1.1 bodies always have one).
+const DRAIN_TIME: Duration = Duration::from_secs(30);
 
 /// Reads and discards the rest of an HTTP/1.1 request body (already known to be within the
 /// drain limit), for at most `timeout`: once it ends, hyper reads the next request.

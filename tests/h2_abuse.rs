@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::child::Portway;
-use common::h2raw::{self, CONTINUATION, DATA, END_HEADERS, END_STREAM, H2, HEADERS, PING, RST_STREAM, SETTINGS};
+use common::h2raw::{
+    self, CONTINUATION, DATA, END_HEADERS, END_STREAM, Flood, H2, HEADERS, PING, RST_STREAM, SETTINGS,
+};
 
 /// How much the server's resident memory may grow during an attack that produces no
 /// responses (debug build). Measured growth for those is under 1 MiB.
@@ -99,11 +101,45 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     H2::frame(kind, flags, stream, payload)
 }
 
-#[tokio::test]
-async fn rapid_reset() {
-    let server = Portway::start(&[]).await;
+/// A fresh server, its baseline after a warm-up call, and the RSS sampler.
+async fn start(args: &[&str]) -> (Portway, Baseline, Peak) {
+    let server = Portway::start(args).await;
     let base = baseline(&server).await;
     let peak = Peak::start(&server);
+    (server, base, peak)
+}
+
+/// Writes `one` (a frame) `batches × per_batch` times, a batch at a time, each within
+/// `wait`; stops early when the server stops reading or closes. Returns the frames sent.
+async fn repeat(flood: &mut Flood, one: &[u8], per_batch: usize, batches: usize, wait: Duration) -> usize {
+    let batch = one.repeat(per_batch);
+    let mut sent = 0;
+    for _ in 0..batches {
+        if flood.report().closed || !flood.send(&batch, wait).await {
+            break;
+        }
+        sent += per_batch;
+    }
+    sent
+}
+
+/// Waits (guarded) until `done` holds for what the server sent.
+async fn until(flood: &Flood, done: impl Fn(&h2raw::FloodReport) -> bool) -> h2raw::FloodReport {
+    common::http::guard(async {
+        loop {
+            let report = flood.report();
+            if done(&report) || report.closed {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn rapid_reset() {
+    let (server, base, peak) = start(&[]).await;
     let mut h2 = H2::handshake(server.addr, &[]).await;
     let block = h2.encode(&H2::post(&format!("{TS}/UnaryCall"), "application/grpc", &[]));
     let mut flood = h2.flood();
@@ -132,9 +168,7 @@ async fn rapid_reset() {
 
 #[tokio::test]
 async fn continuation_flood() {
-    let server = Portway::start(&[]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&[]).await;
     let mut h2 = H2::handshake(server.addr, &[]).await;
     let block = h2.encode(&H2::post(&format!("{TS}/UnaryCall"), "application/grpc", &[]));
     let mut flood = h2.flood();
@@ -143,13 +177,7 @@ async fn continuation_flood() {
     let mut field = vec![0x00, 0x03, b'x', b'-', b'a', 100];
     field.extend_from_slice(&[b'v'; 100]);
     let payload: Vec<u8> = field.repeat(10);
-    let mut frames_sent = 0;
-    for _ in 0..5_000 {
-        if flood.report().closed || !flood.send(&frame(CONTINUATION, 0, 1, &payload), WRITE_WAIT).await {
-            break;
-        }
-        frames_sent += 1;
-    }
+    let frames_sent = repeat(&mut flood, &frame(CONTINUATION, 0, 1, &payload), 1, 5_000, WRITE_WAIT).await;
     let report = flood.wait_closed(Duration::from_secs(10)).await;
     let outcome = format!(
         "{frames_sent} CONTINUATION frames ({} KiB) sent; GOAWAY {:?}",
@@ -164,21 +192,12 @@ async fn continuation_flood() {
 
 #[tokio::test]
 async fn settings_flood() {
-    let server = Portway::start(&[]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&[]).await;
     let mut flood = H2::handshake(server.addr, &[]).await.flood();
     let one = frame(SETTINGS, 0, 0, &[0x00, 0x04, 0x00, 0x01, 0x00, 0x00]); // INITIAL_WINDOW_SIZE 65536
-    let batch = one.repeat(500);
-    let mut sent = 0;
-    for _ in 0..100 {
-        if !flood.send(&batch, WRITE_WAIT).await {
-            break;
-        }
-        sent += 500;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = flood.report();
+    let sent = repeat(&mut flood, &one, 500, 100, WRITE_WAIT).await;
+    // Ours plus the handshake's.
+    let report = until(&flood, |r| r.settings_acks > sent as u64 || r.goaway.is_some()).await;
     let outcome = format!("{sent} SETTINGS sent, {} acknowledged; GOAWAY {:?}", report.settings_acks, report.goaway);
     assert!(report.settings_acks > 0 || report.goaway.is_some(), "{outcome}");
     drop(flood);
@@ -187,20 +206,10 @@ async fn settings_flood() {
 
 #[tokio::test]
 async fn ping_flood() {
-    let server = Portway::start(&[]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&[]).await;
     let mut flood = H2::handshake(server.addr, &[]).await.flood();
-    let batch = frame(PING, 0, 0, b"floodpng").repeat(1_000);
-    let mut sent = 0;
-    for _ in 0..100 {
-        if !flood.send(&batch, WRITE_WAIT).await {
-            break;
-        }
-        sent += 1_000;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = flood.report();
+    let sent = repeat(&mut flood, &frame(PING, 0, 0, b"floodpng"), 1_000, 100, WRITE_WAIT).await;
+    let report = until(&flood, |r| r.ping_acks >= sent as u64 || r.goaway.is_some()).await;
     let outcome = format!("{sent} PINGs sent, {} acknowledged; GOAWAY {:?}", report.ping_acks, report.goaway);
     assert!(report.ping_acks > 0 || report.goaway.is_some(), "{outcome}");
     drop(flood);
@@ -209,20 +218,11 @@ async fn ping_flood() {
 
 #[tokio::test]
 async fn ping_flood_from_a_client_that_never_reads() {
-    let server = Portway::start(&["--write-timeout-ms", "2000"]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&["--write-timeout-ms", "2000"]).await;
     let mut flood = H2::handshake(server.addr, &[]).await.flood_without_reading();
-    let batch = frame(PING, 0, 0, b"floodpng").repeat(1_000);
-    let mut sent = 0;
-    // 17 MB of PINGs: more than the socket buffers on both sides hold.
-    for _ in 0..1_000 {
-        // The server stops reading once its PING ACKs cannot be written: our writes stall.
-        if !flood.send(&batch, Duration::from_secs(1)).await {
-            break;
-        }
-        sent += 1_000;
-    }
+    // 17 MB of PINGs: more than the socket buffers on both sides hold. The server stops
+    // reading once its PING ACKs cannot be written, and our writes stall.
+    let sent = repeat(&mut flood, &frame(PING, 0, 0, b"floodpng"), 1_000, 1_000, Duration::from_secs(1)).await;
     let outcome = format!("{sent} PINGs sent before the server stopped reading");
     assert!(sent < 1_000_000, "the server read 1,000,000 PINGs without its ACKs being read: {outcome}");
     // The write timeout then ends the connection.
@@ -233,21 +233,12 @@ async fn ping_flood_from_a_client_that_never_reads() {
 
 #[tokio::test]
 async fn empty_data_flood() {
-    let server = Portway::start(&[]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&[]).await;
     let mut h2 = H2::handshake(server.addr, &[]).await;
     h2.headers(1, &H2::post(&format!("{TS}/StreamingInputCall"), "application/grpc", &[("te", "trailers")]), false)
         .await;
     let mut flood = h2.flood();
-    let batch = frame(DATA, 0, 1, &[]).repeat(1_000);
-    let mut sent = 0;
-    for _ in 0..100 {
-        if flood.report().closed || !flood.send(&batch, WRITE_WAIT).await {
-            break;
-        }
-        sent += 1_000;
-    }
+    let sent = repeat(&mut flood, &frame(DATA, 0, 1, &[]), 1_000, 100, WRITE_WAIT).await;
     let report = flood.wait_closed(Duration::from_secs(5)).await;
     let outcome = format!("{sent} empty DATA frames sent; GOAWAY {:?}", report.goaway);
     assert_eq!(report.goaway, Some(h2raw::ENHANCE_YOUR_CALM), "{outcome}");
@@ -257,9 +248,7 @@ async fn empty_data_flood() {
 
 #[tokio::test]
 async fn zero_window_stall() {
-    let server = Portway::start(&["--write-timeout-ms", "2000"]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&["--write-timeout-ms", "2000"]).await;
     let mut h2 = H2::handshake(server.addr, &[(h2raw::SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
     // 64 calls asking for 1 MiB each (response_size: 1048576), and no window, ever.
     let request = h2raw::envelope(0, &[0x10, 0x80, 0x80, 0x40]);
@@ -282,9 +271,7 @@ async fn zero_window_stall() {
 
 #[tokio::test]
 async fn streams_past_the_advertised_limit() {
-    let server = Portway::start(&["--max-concurrent-streams", "8"]).await;
-    let base = baseline(&server).await;
-    let peak = Peak::start(&server);
+    let (server, base, peak) = start(&["--max-concurrent-streams", "8"]).await;
     let mut h2 = H2::handshake(server.addr, &[]).await;
     assert_eq!(h2.setting(h2raw::SETTINGS_MAX_CONCURRENT_STREAMS), Some(8));
     // Eight client streams held open, then 200 more while they are.
@@ -296,8 +283,7 @@ async fn streams_past_the_advertised_limit() {
     }
     let mut flood = h2.flood();
     assert!(flood.send(&batch, WRITE_WAIT).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = flood.report();
+    let report = until(&flood, |r| r.resets.values().sum::<u64>() >= 200 || r.goaway.is_some()).await;
     let refused = report.resets.get(&h2raw::REFUSED_STREAM).copied().unwrap_or(0);
     let outcome = format!(
         "208 streams opened with 8 allowed: {refused} refused (RST_STREAM REFUSED_STREAM), GOAWAY {:?}",

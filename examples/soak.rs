@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Debug, Parser)]
+#[command(args_override_self = true)]
 struct Args {
     /// The portway binary to soak.
     #[arg(long, default_value = "target/release/portway")]
@@ -57,7 +58,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// The short version: 500 WebSockets, 50 HTTP/2 connections, 4 rounds of 10 s, the debug
-    /// binary.
+    /// binary (flags given as well override these).
     #[arg(long)]
     quick: bool,
 }
@@ -73,15 +74,13 @@ struct Stats {
 
 #[tokio::main]
 async fn main() {
-    let mut args = Args::parse();
-    if args.quick {
-        (args.websockets, args.http2, args.secs, args.every, args.rounds) = (500, 50, 10, 5, 4);
-        (args.ws_interval, args.h2_interval) = (2, 1);
-        if args.bin == "target/release/portway" {
-            args.bin = "target/debug/portway".into();
-        }
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.iter().any(|a| a == "--quick") {
+        let quick = "--bin target/debug/portway --websockets 500 --http2 50 --secs 10 --every 5 --rounds 4 \
+                     --ws-interval 2 --h2-interval 1";
+        argv.splice(1..1, quick.split_whitespace().map(str::to_string));
     }
-    if let Err(e) = run(args).await {
+    if let Err(e) = run(Args::parse_from(argv)).await {
         eprintln!("soak failed: {e}");
         std::process::exit(1);
     }

@@ -386,16 +386,18 @@ impl Admission {
         let Some(min_stale) = self.reclaim_after else { return false };
         let min_stale = min_stale.as_millis() as u64;
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        // Idle before busy, then the oldest progress stamp.
         let victim = table
             .open
             .values()
             .filter(|c| !c.is_evicting())
             .map(|c| {
                 let busy = c.open_requests() > 0 || c.is_upgraded() || c.has_tunnel();
-                (busy, c.stale_ms(), c)
+                (busy, c.last_progress.load(Ordering::Relaxed), c)
             })
-            .filter(|(_, stale, _)| *stale >= min_stale)
-            .max_by(|a, b| (!a.0, a.1).cmp(&(!b.0, b.1)));
+            .filter(|(_, stamp, _)| now.saturating_sub(*stamp) >= min_stale)
+            .min_by_key(|(busy, stamp, _)| (*busy, *stamp));
         match victim {
             Some((_, _, c)) => {
                 c.evict();

@@ -86,23 +86,81 @@ impl Default for CorsConfig {
     }
 }
 
-/// Listener and HTTP connection settings.
+/// Listener and HTTP connection settings: how many connections, and how long each phase of
+/// a connection may take. Every byte from a client is hostile; each setting bounds what a
+/// client that sends nothing, sends slowly or reads slowly can hold (see
+/// `docs/robustness.md`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpConfig {
-    /// Open connections beyond this are closed as soon as they are accepted.
-    /// Default: 10,000.
+    /// Open connections in total (WebSockets upgraded from HTTP/1.1 included). Admission is a
+    /// semaphore: a connection holds one permit until its socket is closed. When all are
+    /// taken, see [`HttpConfig::reclaim_after`]. Default: 10,000.
     pub max_connections: usize,
-    /// Concurrent HTTP/2 streams per connection. Default: 256.
-    pub http2_max_concurrent_streams: u32,
+    /// Open connections from one client address (an IPv4 address, or an IPv6 /64 prefix, the
+    /// smallest block a single host is usually given). A connection beyond it is closed at
+    /// once. Default: 256.
+    pub max_connections_per_address: usize,
+    /// The reserve. When `max_connections` are open, a new connection takes the slot of the
+    /// open connection that has gone longest without progress (a request begun, request
+    /// body bytes received, response bytes taken by the client), if that is longer than
+    /// this; connections without an open request go first. An attacker holding slots with
+    /// idle, slow or stalled connections therefore cannot keep a new client out: the new
+    /// client replaces one of them at once. `None`: refuse new connections while full.
+    /// Default: 1 s.
+    pub reclaim_after: Option<Duration>,
+    /// Time from accept until the connection shows which protocol it speaks: the first byte
+    /// of an HTTP/1.1 request, or the whole 24-byte HTTP/2 preface. Silent connections and
+    /// half prefaces are closed when it passes. Default: 10 s.
+    pub first_byte_timeout: Duration,
+    /// Time allowed to receive a request's headers: an HTTP/1.1 request head (counted from
+    /// when the connection is ready for the next request, so it also closes HTTP/1.1
+    /// keep-alive connections idle for this long), or an HTTP/2 header block (a HEADERS
+    /// frame and its CONTINUATION frames). Default: 30 s.
+    pub header_read_timeout: Duration,
+    /// A request body that delivers no bytes for this long fails (the call ends with an
+    /// error, an HTTP/2 stream is reset, an HTTP/1.1 connection is closed). It applies to
+    /// every HTTP/1.1 body and to HTTP/2 bodies that are not client streams (native gRPC and
+    /// Connect streaming may be quiet for as long as their deadline allows: they hold a
+    /// stream, not a connection). Default: 30 s.
+    pub body_timeout: Duration,
+    /// A connection whose client accepts no response bytes for this long while a response is
+    /// waiting (the socket does not drain, or HTTP/2 flow control stays closed) is closed.
+    /// Default: 30 s.
+    pub write_timeout: Duration,
+    /// A connection with no open request or stream for this long is closed (HTTP/2: with
+    /// GOAWAY). HTTP/1.1 connections are also bounded by `header_read_timeout` between
+    /// requests. Default: 120 s.
+    pub idle_timeout: Duration,
     /// HTTP/2 keepalive ping interval; `None` disables pings. Default: 30 s.
     pub http2_keepalive_interval: Option<Duration>,
     /// How long to wait for a keepalive ping's answer before closing. Default: 20 s.
     pub http2_keepalive_timeout: Duration,
-    /// Largest HTTP/2 header list, in bytes. Default: 16 KiB.
+    /// Concurrent HTTP/2 streams per connection, advertised in SETTINGS (never unlimited).
+    /// Default: 256.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest request header list, in bytes: HTTP/2 (advertised in SETTINGS; over it, 431)
+    /// and HTTP/1.1 (the request line and headers; over it, 431 and close). Default: 16 KiB.
     pub max_header_list_bytes: u32,
-    /// Time allowed to receive an HTTP/1.1 request's headers. Default: 30 s.
-    pub http1_header_read_timeout: Duration,
+    /// HTTP/2 "rapid reset" guard: streams the client opened and reset before they were
+    /// served that may be pending at once; beyond it, GOAWAY `ENHANCE_YOUR_CALM`. Default: 20.
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2 guard against clients that make the server reset streams (stream errors it
+    /// provokes); beyond it, GOAWAY `ENHANCE_YOUR_CALM`. Default: 1,024.
+    pub http2_max_local_error_reset_streams: usize,
+    /// Response bytes buffered per HTTP/2 stream beyond what the client's window admits.
+    /// Default: 400 KiB.
+    pub http2_max_send_buf_bytes: usize,
+    /// HTTP/1.1: after a response sent before the request body was read (an early error), up
+    /// to this many unread body bytes are read and discarded so that the connection can be
+    /// reused. A body known to be longer (or of unknown length) gets `connection: close`
+    /// instead. Default: 256 KiB.
+    pub http1_max_drain_bytes: usize,
+    /// When the server closes an HTTP/1.1 connection, it first shuts down its sending side,
+    /// then reads and discards what the client still sends for up to this long, so that a
+    /// client still writing its request reads the response instead of a connection reset.
+    /// Default: 2 s.
+    pub close_linger: Duration,
     /// How long graceful shutdown waits for open calls before closing them. Default: 10 s.
     pub shutdown_grace: Duration,
 }
@@ -111,11 +169,22 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
-            http2_max_concurrent_streams: 256,
+            max_connections_per_address: 256,
+            reclaim_after: Some(Duration::from_secs(1)),
+            first_byte_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Duration::from_secs(20),
+            http2_max_concurrent_streams: 256,
             max_header_list_bytes: 16 * 1024,
-            http1_header_read_timeout: Duration::from_secs(30),
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 1024,
+            http2_max_send_buf_bytes: 400 * 1024,
+            http1_max_drain_bytes: 256 * 1024,
+            close_linger: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -8,7 +8,7 @@
 //! ## Architecture
 //!
 //! ```text
-//! TcpListener ─► hyper-util auto builder (HTTP/1.1 + HTTP/2, upgrades, extended CONNECT)
+//! TcpListener ─► admission ─► hyper HTTP/1.1 + HTTP/2 (upgrades, extended CONNECT, every phase bounded)
 //!                 └► Gateway: CORS ─► classify(&request) ─► one adapter per protocol
 //!     grpc (as is) │ grpc-web (tonic-web) │ websocket (JSON frames ⇄ gRPC, muxed) │ connect │ web
 //!                                   └──────────────┬──────────────┘

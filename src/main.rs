@@ -50,19 +50,131 @@ struct Args {
     #[arg(long = "cors-expose-header", env = "PORTWAY_CORS_EXPOSE_HEADERS", value_delimiter = ',')]
     cors_expose_headers: Vec<String>,
 
-    /// Open connections beyond this are closed on accept.
-    #[arg(long, env = "PORTWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
-    max_connections: usize,
-
-    /// Concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "PORTWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
-    max_concurrent_streams: u32,
+    #[command(flatten)]
+    conn: ConnArgs,
 
     #[command(flatten)]
     state: StateArgs,
 
     #[command(flatten)]
     ws: WsArgs,
+}
+
+/// Connections: how many, and how long each phase may take (docs/robustness.md).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Connections")]
+struct ConnArgs {
+    /// Open connections in total. When all are taken, a new connection reclaims the slot of
+    /// the stalest one (see --reclaim-after-ms).
+    #[arg(long, env = "PORTWAY_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+
+    /// Open connections from one client address (IPv4 address or IPv6 /64).
+    #[arg(long, env = "PORTWAY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_address: u64,
+
+    /// While the connection table is full, a new connection takes the slot of the one that
+    /// has made no progress for longest, if for at least this many milliseconds (0: never;
+    /// new connections are refused while full).
+    #[arg(long, env = "PORTWAY_RECLAIM_AFTER_MS", default_value_t = 1_000)]
+    reclaim_after_ms: u64,
+
+    /// Close a connection that has not shown its protocol (first byte of an HTTP/1.1
+    /// request, or the whole HTTP/2 preface) within this many milliseconds.
+    #[arg(long, env = "PORTWAY_FIRST_BYTE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    first_byte_timeout_ms: u64,
+
+    /// Time allowed for a request's headers (HTTP/1.1 head, HTTP/2 header block), in ms.
+    #[arg(long, env = "PORTWAY_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
+
+    /// A request body that delivers no bytes for this many milliseconds fails.
+    #[arg(long, env = "PORTWAY_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_ms: u64,
+
+    /// Close a connection whose client takes no response bytes for this many milliseconds.
+    #[arg(long, env = "PORTWAY_WRITE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_ms: u64,
+
+    /// Close a connection with no open request or stream for this many milliseconds.
+    #[arg(long, env = "PORTWAY_IDLE_TIMEOUT_MS", default_value_t = 120_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+
+    /// HTTP/2 keepalive ping interval in milliseconds (0: no pings).
+    #[arg(long, env = "PORTWAY_HTTP2_KEEPALIVE_MS", default_value_t = 30_000)]
+    http2_keepalive_ms: u64,
+
+    /// Close an HTTP/2 connection whose keepalive ping is unanswered this many milliseconds.
+    #[arg(long, env = "PORTWAY_HTTP2_KEEPALIVE_TIMEOUT_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    http2_keepalive_timeout_ms: u64,
+
+    /// Concurrent HTTP/2 streams per connection (advertised).
+    #[arg(long, env = "PORTWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_streams: u32,
+
+    /// Largest request header list in bytes (HTTP/1.1 and HTTP/2; over it: 431).
+    #[arg(long, env = "PORTWAY_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    max_header_list_bytes: u32,
+
+    /// HTTP/2 rapid-reset guard: client-reset streams pending at once before GOAWAY.
+    #[arg(long, env = "PORTWAY_HTTP2_MAX_PENDING_RESETS", default_value_t = 20)]
+    http2_max_pending_resets: usize,
+
+    /// HTTP/2: stream errors a client may provoke before GOAWAY.
+    #[arg(long, env = "PORTWAY_HTTP2_MAX_ERROR_RESETS", default_value_t = 1024)]
+    http2_max_error_resets: usize,
+
+    /// Response bytes buffered per HTTP/2 stream beyond the client's window.
+    #[arg(long, env = "PORTWAY_HTTP2_MAX_SEND_BUFFER_BYTES", default_value_t = 400 * 1024)]
+    http2_max_send_buffer_bytes: usize,
+
+    /// HTTP/1.1: unread request body bytes read and discarded after an early answer so the
+    /// connection stays usable; a longer body gets `connection: close`.
+    #[arg(long, env = "PORTWAY_HTTP1_MAX_DRAIN_BYTES", default_value_t = 256 * 1024)]
+    http1_max_drain_bytes: usize,
+
+    /// On close, read and discard what the client still sends for up to this many ms, so a
+    /// client still writing reads the response instead of a reset.
+    #[arg(long, env = "PORTWAY_CLOSE_LINGER_MS", default_value_t = 2_000)]
+    close_linger_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
+    #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
+}
+
+impl ConnArgs {
+    fn apply(&self, http: &mut portway::config::HttpConfig) {
+        let ms = Duration::from_millis;
+        http.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
+        http.max_connections_per_address = usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX);
+        http.reclaim_after = (self.reclaim_after_ms > 0).then(|| ms(self.reclaim_after_ms));
+        http.first_byte_timeout = ms(self.first_byte_timeout_ms);
+        http.header_read_timeout = ms(self.header_read_timeout_ms);
+        http.body_timeout = ms(self.body_timeout_ms);
+        http.write_timeout = ms(self.write_timeout_ms);
+        http.idle_timeout = ms(self.idle_timeout_ms);
+        http.http2_keepalive_interval = (self.http2_keepalive_ms > 0).then(|| ms(self.http2_keepalive_ms));
+        http.http2_keepalive_timeout = ms(self.http2_keepalive_timeout_ms);
+        http.http2_max_concurrent_streams = self.max_concurrent_streams;
+        http.max_header_list_bytes = self.max_header_list_bytes;
+        http.http2_max_pending_accept_reset_streams = self.http2_max_pending_resets;
+        http.http2_max_local_error_reset_streams = self.http2_max_error_resets;
+        http.http2_max_send_buf_bytes = self.http2_max_send_buffer_bytes;
+        http.http1_max_drain_bytes = self.http1_max_drain_bytes;
+        http.close_linger = ms(self.close_linger_ms);
+        http.shutdown_grace = ms(self.shutdown_grace_ms);
+    }
 }
 
 /// The state store (`portway.state.v1.StateService`). Defaults: see `StateOptions`.
@@ -228,8 +340,7 @@ async fn main() -> Result<(), Fatal> {
     let mut config = Config::default();
     config.max_message_bytes = args.max_message_bytes;
     config.max_call_timeout = args.max_call_timeout_ms.map(Duration::from_millis);
-    config.http.max_connections = args.max_connections;
-    config.http.http2_max_concurrent_streams = args.max_concurrent_streams;
+    args.conn.apply(&mut config.http);
     let ws = &mut config.websocket;
     ws.path = args.ws.ws_path;
     ws.max_message_bytes = args.ws.ws_max_message_bytes;

@@ -187,6 +187,8 @@ async fn healthz_reports_not_serving() {
 async fn max_connections_is_enforced() {
     let mut config = Config::default();
     config.http.max_connections = 1;
+    // Without the reserve (which would reclaim the first connection once it is quiet).
+    config.http.reclaim_after = None;
     let server = common::start_interop(config).await;
 
     // The first connection is served and kept open.
@@ -310,7 +312,7 @@ async fn http2_header_list_limit_is_enforced() {
 #[tokio::test]
 async fn http1_header_read_timeout_closes_slow_clients() {
     let mut config = Config::default();
-    config.http.http1_header_read_timeout = Duration::from_millis(200);
+    config.http.header_read_timeout = Duration::from_millis(200);
     let server = common::start_interop(config).await;
     // Half a request line, then nothing: the server must give up on its own.
     let resp = raw_http1(server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow").await;

@@ -272,7 +272,7 @@ async fn connect_rust(listener: TcpListener, plain: bool) -> anyhow::Result<()> 
     let mut server = server
         .with_http2_keepalive_timeout(http.http2_keepalive_timeout)
         .with_max_concurrent_streams(http.http2_max_concurrent_streams)
-        .with_header_read_timeout(http.http1_header_read_timeout);
+        .with_header_read_timeout(http.header_read_timeout);
     if let Some(interval) = http.http2_keepalive_interval {
         server = server.with_http2_keepalive_interval(interval);
     }
@@ -298,7 +298,7 @@ async fn axum_json(listener: TcpListener, plain: bool) -> anyhow::Result<()> {
     use hyper_util::server::conn::auto::Builder;
     let http = http_config();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(http.http1_header_read_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(http.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())

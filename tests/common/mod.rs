@@ -1,6 +1,9 @@
 //! Shared test harness: a real gateway on a real socket (port 0), real clients.
 #![allow(dead_code)]
 
+pub mod child;
+pub mod h1raw;
+pub mod h2raw;
 pub mod http;
 pub mod scripted;
 

@@ -8,6 +8,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod connections;
+
 const PROTOCOLS: [&str; 6] = ["grpc", "grpc_web", "websocket", "connect", "unsupported", "web"];
 
 /// The `protocol` label of `portway_requests_total` (the order of `PROTOCOLS`).
@@ -35,6 +37,8 @@ pub struct Metrics {
     /// Live tasks of WebSocket sessions (a reader and a writer per socket, one per call):
     /// returns to zero when every socket is closed, or something leaks.
     pub websocket_tasks: AtomicU64,
+    /// The listener's refusals, reclaims and timeouts.
+    pub connection_events: connections::ConnectionCounters,
 }
 
 impl Metrics {
@@ -82,6 +86,7 @@ impl Metrics {
             "Connections closed at once because max_connections was reached.",
             self.connections_refused.load(Ordering::Relaxed),
         );
+        self.connection_events.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP portway_requests_total HTTP requests by protocol.\n# TYPE portway_requests_total counter"

@@ -1,0 +1,84 @@
+//! Connection counters: why connections were refused, reclaimed or closed. They observe the
+//! listener; admission itself is the semaphore in `server::admission`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Which limit closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timeout {
+    /// Nothing (or half an HTTP/2 preface) within `first_byte_timeout`.
+    FirstByte = 0,
+    /// A request head or an HTTP/2 header block not complete within `header_read_timeout`.
+    Header = 1,
+    /// A request body without progress for `body_timeout`.
+    Body = 2,
+    /// A client that took no response bytes for `write_timeout`.
+    Write = 3,
+    /// No open request for `idle_timeout`.
+    Idle = 4,
+}
+
+const TIMEOUTS: [&str; 5] = ["first_byte", "header", "body", "write", "idle"];
+
+/// Counters of the listener's decisions, rendered at `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    pub(crate) refused_per_address: AtomicU64,
+    pub(crate) reclaimed: AtomicU64,
+    timeouts: [AtomicU64; TIMEOUTS.len()],
+}
+
+impl ConnectionCounters {
+    pub(crate) fn timed_out(&self, which: Timeout) {
+        self.timeouts[which as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed so far to make room for a new one (the reserve at work).
+    pub fn reclaimed(&self) -> u64 {
+        self.reclaimed.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed by the timeout `which` (one of `first_byte`, `header`, `body`,
+    /// `write`, `idle`) so far.
+    pub fn timeouts(&self, which: &str) -> u64 {
+        TIMEOUTS.iter().position(|t| *t == which).map_or(0, |i| self.timeouts[i].load(Ordering::Relaxed))
+    }
+
+    /// Appends the Prometheus text of these counters (and the runtime's live task count,
+    /// which is what a leak shows first) to `out`.
+    pub fn render(&self, out: &mut String) {
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            out,
+            "portway_connections_refused_per_address_total",
+            "Connections closed at once because their address had max_connections_per_address open.",
+            self.refused_per_address.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "portway_connections_reclaimed_total",
+            "Connections closed to make room for a new one while the connection table was full.",
+            self.reclaimed.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP portway_connection_timeouts_total Connections closed by a timeout, by phase.\n\
+             # TYPE portway_connection_timeouts_total counter"
+        );
+        for (name, v) in TIMEOUTS.iter().zip(&self.timeouts) {
+            let _ =
+                writeln!(out, "portway_connection_timeouts_total{{phase=\"{name}\"}} {}", v.load(Ordering::Relaxed));
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            let _ = writeln!(
+                out,
+                "# HELP portway_runtime_tasks Live tasks on the runtime.\n# TYPE portway_runtime_tasks gauge\n\
+                 portway_runtime_tasks {tasks}"
+            );
+        }
+    }
+}

@@ -3,7 +3,10 @@
 //! 1. protox parses the protos into a `FileDescriptorSet`, written to
 //!    `OUT_DIR/portway_descriptor.bin` (served by gRPC reflection);
 //! 2. tonic-prost-build generates the prost messages and the tonic servers and clients;
-//! 3. pbjson-build generates the canonical protobuf JSON serde impls for every message;
+//! 3. pbjson-build generates the canonical protobuf JSON serde impls for every message, and
+//!    `build/json_patch.rs` rewrites them where pbjson departs from the mapping (numbers, open
+//!    enums, `null`, map order), pointing them at `src/protojson`, which also provides the
+//!    well-known types whose JSON pbjson-types gets wrong;
 //! 4. this script writes `OUT_DIR/pb.rs`, the module tree that includes all of the above, and
 //!    `OUT_DIR/method_table.rs`, one entry per RPC (path, kind, idempotency, JSON codecs for
 //!    its request and response types). Every JSON path in the gateway reads that table, so a
@@ -14,6 +17,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use heck::{ToSnakeCase, ToUpperCamelCase};
+
+#[path = "build/json_patch.rs"]
+mod json_patch;
 use prost::Message as _;
 use prost_types::{DescriptorProto, FileDescriptorSet, MethodOptions, method_options::IdempotencyLevel};
 
@@ -25,6 +31,7 @@ const WELL_KNOWN: &str = ".google.protobuf";
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from("proto");
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build/json_patch.rs");
     let files = proto_files(&proto_root)?;
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(f).display());
@@ -42,20 +49,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|p| format!(".{p}") != WELL_KNOWN && !p.starts_with("google.protobuf"))
         .collect();
 
-    tonic_prost_build::configure()
+    let mut prost = tonic_prost_build::configure()
         .compile_well_known_types(true)
         .extern_path(WELL_KNOWN, "::pbjson_types")
+        .btree_map(".")
         .build_client(true)
-        .build_server(true)
-        .compile_fds(fds.clone())?;
+        .build_server(true);
+    for (proto, rust) in own_well_known_types() {
+        prost = prost.extern_path(proto, rust);
+    }
+    prost.compile_fds(fds.clone())?;
 
     let prefixes: Vec<String> = packages.iter().map(|p| format!(".{p}")).collect();
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptor_bytes)?
+    let mut json = pbjson_build::Builder::new();
+    json.register_descriptors(&descriptor_bytes)?
         .extern_path(WELL_KNOWN, "::pbjson_types")
-        .ignore_unknown_fields()
-        .build(&prefixes)?;
-    fast_numbers(&packages, &out_dir)?;
+        .btree_map(["."])
+        .ignore_unknown_fields();
+    for (proto, rust) in own_well_known_types() {
+        json.extern_path(proto, rust);
+    }
+    json.build(&prefixes)?;
+    patch_json(&fds, &packages, &out_dir)?;
 
     std::fs::write(out_dir.join("pb.rs"), module_tree(&packages, &out_dir))?;
     std::fs::write(out_dir.join("method_table.rs"), method_table(&fds)?)?;
@@ -63,19 +78,64 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Points the generated JSON impls at `crate::transcode::number::NumberDeserialize`, a
-/// drop-in for pbjson's own reader of numeric fields, which builds an error per JSON number
-/// (see that module): for messages of numbers (embeddings) it dominated the cost of JSON.
-fn fast_numbers(packages: &BTreeSet<String>, out_dir: &Path) -> std::io::Result<()> {
+/// The well-known types whose JSON form `src/protojson` writes (the rest of
+/// `google.protobuf` comes from pbjson-types), as (`.google.protobuf.X`, Rust path).
+fn own_well_known_types() -> impl Iterator<Item = (String, String)> {
+    const OWN: &[&str] = &[
+        "Timestamp",
+        "Duration",
+        "Struct",
+        "Value",
+        "ListValue",
+        "NullValue",
+        "FieldMask",
+        "DoubleValue",
+        "FloatValue",
+        "Int64Value",
+        "UInt64Value",
+        "Int32Value",
+        "UInt32Value",
+        "BoolValue",
+        "StringValue",
+        "BytesValue",
+    ];
+    OWN.iter().map(|t| (format!("{WELL_KNOWN}.{t}"), format!("crate::protojson::{t}")))
+}
+
+/// Rewrites pbjson's generated JSON impls where pbjson 0.9 departs from the canonical
+/// mapping (see `build/json_patch.rs`); fails the build if they do not have the expected shape.
+fn patch_json(fds: &FileDescriptorSet, packages: &BTreeSet<String>, out_dir: &Path) -> std::io::Result<()> {
     for pkg in packages {
+        let files = fds.file.iter().filter(|f| f.package() == pkg);
+        let mut expect = json_patch::Expect::default();
+        let mut has_messages = false;
+        for file in files {
+            has_messages |= !file.message_type.is_empty() || !file.enum_type.is_empty();
+            declared(&file.message_type, &mut expect);
+        }
         let path = out_dir.join(format!("{pkg}.serde.rs"));
-        if let Ok(code) = std::fs::read_to_string(&path) {
-            let code =
-                code.replace("::pbjson::private::NumberDeserialize", "crate::transcode::number::NumberDeserialize");
-            std::fs::write(&path, code)?;
+        match std::fs::read_to_string(&path) {
+            Ok(code) => std::fs::write(&path, json_patch::patch(pkg, &code, expect))?,
+            Err(e) if has_messages => panic!("build.rs: pbjson-build wrote no {}: {e}", path.display()),
+            Err(_) => {}
         }
     }
     Ok(())
+}
+
+/// Notes which kinds of field `messages` (and the messages nested in them) declare.
+fn declared(messages: &[DescriptorProto], expect: &mut json_patch::Expect) {
+    use prost_types::field_descriptor_proto::Type;
+    for m in messages {
+        for f in &m.field {
+            match f.r#type() {
+                Type::Enum => expect.enums = true,
+                Type::Message | Type::Group | Type::String | Type::Bytes | Type::Bool => {}
+                _ => expect.numbers = true,
+            }
+        }
+        declared(&m.nested_type, expect);
+    }
 }
 
 /// All `.proto` files under `root`, relative to it, in a stable order.

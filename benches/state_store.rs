@@ -65,11 +65,11 @@ async fn channels(addr: SocketAddr, n: usize) -> Vec<Channel> {
     out
 }
 
-fn value(i: u64) -> pbjson_types::Value {
+fn value(i: u64) -> portway::protojson::Value {
     let mut fields = std::collections::HashMap::new();
-    fields.insert("n".to_string(), pbjson_types::Value::from(i as f64));
-    fields.insert("who".to_string(), pbjson_types::Value::from("bench"));
-    pbjson_types::Value::from(fields)
+    fields.insert("n".to_string(), portway::protojson::Value::from(i as f64));
+    fields.insert("who".to_string(), portway::protojson::Value::from("bench"));
+    portway::protojson::Value::from(fields)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// `message Embedding { repeated float values = 1; bytes packed = 2; }`, with JSON read
 /// and written the way the code `build.rs` generates does (numbers or numeric strings through
-/// `portway::transcode::number`; bytes as base64), so the numbers measure what a service
+/// `portway::protojson::number`; bytes as base64), so the numbers measure what a service
 /// compiled from a `.proto` would see. `packed` is the other way to carry an embedding:
 /// little-endian floats as bytes, base64 in JSON.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
@@ -59,7 +59,7 @@ mod base64_bytes {
 }
 
 fn pbjson_floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
-    let v: Vec<portway::transcode::number::NumberDeserialize<f32>> = serde::Deserialize::deserialize(d)?;
+    let v: Vec<portway::protojson::NumberDeserialize<f32>> = serde::Deserialize::deserialize(d)?;
     Ok(v.into_iter().map(|n| n.0).collect())
 }
 

@@ -16,8 +16,8 @@ use portway::pb::portway::state::v1::{
 use prost::Message as _;
 use tokio_stream::StreamExt as _;
 
-fn string(s: &str) -> Option<pbjson_types::Value> {
-    Some(pbjson_types::Value { kind: Some(pbjson_types::value::Kind::StringValue(s.into())) })
+fn string(s: &str) -> Option<portway::protojson::Value> {
+    Some(portway::protojson::Value { kind: Some(portway::protojson::value::Kind::StringValue(s.into())) })
 }
 
 #[tokio::main]

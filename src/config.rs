@@ -31,6 +31,11 @@ pub struct Config {
     pub demo: bool,
     /// The multiplexed JSON-over-WebSocket protocol (`docs/websocket-protocol.md`).
     pub websocket: WebSocketConfig,
+    /// The deepest nesting of objects and arrays in a JSON message a client sends (Connect,
+    /// WebSocket, every JSON path): a message's own braces are level 1. Deeper messages fail
+    /// with `INVALID_ARGUMENT` before they are parsed. The JSON parser stops at 127 levels
+    /// whatever this says. Default: 32.
+    pub max_json_depth: usize,
 }
 
 impl Default for Config {
@@ -43,6 +48,7 @@ impl Default for Config {
             web_root: None,
             demo: false,
             websocket: WebSocketConfig::default(),
+            max_json_depth: crate::protojson::DEFAULT_MAX_DEPTH,
         }
     }
 }

@@ -190,7 +190,9 @@ impl<S, L> GatewayBuilder<S, L> {
     {
         let mark = L::LAYERED;
         let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config);
-        let invoker = Invoker::new(stack.clone(), Arc::new(self.methods.unwrap_or_else(MethodTable::generated)));
+        let mut methods = self.methods.unwrap_or_else(MethodTable::generated);
+        methods.limit_json_depth(self.config.max_json_depth);
+        let invoker = Invoker::new(stack.clone(), Arc::new(methods));
         let metrics = self.metrics.unwrap_or_default();
         let config = self.config;
         Gateway {

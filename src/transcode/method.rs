@@ -154,6 +154,17 @@ impl MethodTable {
         table
     }
 
+    /// Has every method refuse request JSON nested deeper than `max_depth` levels
+    /// ([`DepthLimited`](super::codec::DepthLimited)), whatever its codec. The gateway calls
+    /// this with [`Config::max_json_depth`](crate::Config::max_json_depth).
+    pub fn limit_json_depth(&mut self, max_depth: usize) {
+        for method in self.by_path.values_mut() {
+            let mut limited = MethodDescriptor::clone(method);
+            limited.request = Arc::new(super::codec::DepthLimited::new(limited.request, max_depth));
+            *method = Arc::new(limited);
+        }
+    }
+
     /// Adds (or replaces) one method.
     pub fn insert(&mut self, method: MethodDescriptor) {
         self.by_path.insert(method.path.clone(), Arc::new(method));

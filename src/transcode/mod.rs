@@ -7,7 +7,6 @@ pub mod codec;
 pub mod framing;
 mod invoker;
 pub mod method;
-pub mod number;
 mod stack;
 pub mod status;
 pub(crate) mod timeout;

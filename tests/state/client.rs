@@ -41,7 +41,7 @@ pub fn json_detail<T: prost::Message + Default>(error: &Json, name: &str) -> Opt
 }
 
 /// A Put request.
-pub fn put(key: &str, value: impl Into<pbjson_types::Value>) -> api::PutRequest {
+pub fn put(key: &str, value: impl Into<portway::protojson::Value>) -> api::PutRequest {
     api::PutRequest { key: key.into(), value: Some(value.into()), ..Default::default() }
 }
 

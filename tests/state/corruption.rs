@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use pbjson_types::Value;
 use portway::Config;
+use portway::protojson::Value;
 use portway::services::state::engine::{DedupKey, PutSpec, WriteOp};
 use portway::services::state::{StateOptions, Store};
 use prost::Message as _;

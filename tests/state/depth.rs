@@ -3,8 +3,8 @@
 //! no JSON limit guards) and Connect JSON, and after a restart of a durable store; one
 //! level more is refused with INVALID_ARGUMENT before anything is written.
 
-use pbjson_types::{Struct, Value};
 use portway::Config;
+use portway::protojson::{Struct, Value};
 use portway::services::state::StateOptions;
 use serde_json::json;
 use tokio::sync::mpsc;

@@ -3,8 +3,8 @@
 //! value, long histories, Sync resends of refused writes; over gRPC and Connect JSON, and
 //! across a restart.
 
-use pbjson_types::{Struct, Value};
 use portway::Config;
+use portway::protojson::{Struct, Value};
 use portway::services::state::StateOptions;
 use serde_json::json;
 use tonic::Code;
@@ -210,7 +210,7 @@ async fn non_finite_numbers_are_refused_anywhere_in_a_value() {
     g.put(put("z", -0.0)).await.expect("negative zero");
     let v = g.get(api::GetRequest { key: "z".into(), revision: 0 }).await.expect("get").into_inner();
     let n = match v.entry.and_then(|e| e.value).and_then(|v| v.kind) {
-        Some(pbjson_types::value::Kind::NumberValue(n)) => n,
+        Some(portway::protojson::value::Kind::NumberValue(n)) => n,
         other => panic!("{other:?}"),
     };
     assert!(n == 0.0 && n.is_sign_negative());

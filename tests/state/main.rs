@@ -6,6 +6,7 @@
 mod common;
 
 use portway::pb::portway::state::v1 as api;
+use portway::protojson::Value;
 
 mod client;
 mod corruption;

@@ -5,12 +5,12 @@
 //!
 //! Shared by the library's tests (against the store directly) and the integration tests
 //! (through the gRPC server); the including module provides `api` (the generated
-//! `portway.state.v1` types).
+//! `portway.state.v1` types) and `Value` (`google.protobuf.Value`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 
-use pbjson_types::Value;
+use super::Value;
 use proptest::prelude::*;
 
 use super::api;

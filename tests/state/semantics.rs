@@ -190,5 +190,5 @@ async fn null_values_over_connect_json() {
     g.put(api::PutRequest { key: "g".into(), value: None, ..Default::default() }).await.expect("put");
     let e =
         g.get(api::GetRequest { key: "g".into(), revision: 0 }).await.expect("get").into_inner().entry.expect("entry");
-    assert_eq!(e.value, Some(pbjson_types::Value::from(())));
+    assert_eq!(e.value, Some(portway::protojson::Value::from(())));
 }

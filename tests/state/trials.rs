@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pbjson_types::{Struct, Value};
 use portway::pb::portway::state::v1 as api;
 use portway::pb::portway::state::v1::state_service_client::StateServiceClient;
+use portway::protojson::{Struct, Value};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tonic::transport::Channel;
 
@@ -305,7 +305,7 @@ impl Model {
         }
         for (key, acked) in self.counters.clone() {
             let seen = all.get(&key).and_then(|e| match e.value.as_ref().and_then(|v| v.kind.as_ref()) {
-                Some(pbjson_types::value::Kind::NumberValue(n)) => Some(*n as i64),
+                Some(portway::protojson::value::Kind::NumberValue(n)) => Some(*n as i64),
                 _ => None,
             });
             match seen {

@@ -59,10 +59,10 @@ async fn a_connect_write_is_seen_live_over_grpc_and_connect_streaming() {
     let entry = e.entry.as_ref().expect("entry");
     assert_eq!((entry.key.as_str(), entry.mod_revision), ("doc/1", revision));
     let title = match &entry.value.as_ref().and_then(|v| v.kind.clone()) {
-        Some(pbjson_types::value::Kind::StructValue(s)) => s.fields["title"].clone(),
+        Some(portway::protojson::value::Kind::StructValue(s)) => s.fields["title"].clone(),
         other => panic!("unexpected value {other:?}"),
     };
-    assert_eq!(title, pbjson_types::Value::from("hello"));
+    assert_eq!(title, portway::protojson::Value::from("hello"));
 
     let msg = connect_watch.message().await;
     assert_eq!(msg["events"][0]["type"], json!("PUT"), "{msg}");
@@ -188,7 +188,7 @@ async fn compacted_start_is_out_of_range_naming_the_oldest_revision() {
     let err = g.get(api::GetRequest { key: "k".into(), revision: 15 }).await.expect_err("compacted");
     assert_eq!(err.code(), Code::OutOfRange);
     let past = g.get(api::GetRequest { key: "k".into(), revision: 16 }).await.expect("kept").into_inner();
-    assert_eq!(past.entry.expect("entry").value, Some(pbjson_types::Value::from(15.0)));
+    assert_eq!(past.entry.expect("entry").value, Some(portway::protojson::Value::from(15.0)));
 
     let (mut stream, _) = open_grpc(&mut g, watch_prefix("", 16)).await;
     assert_eq!(read_grpc(&mut stream, 20, 100).await, vec![16, 17, 18, 19, 20]);
@@ -270,7 +270,7 @@ async fn watch_filters_and_replays_history_then_goes_live() {
     g.delete(api::DeleteRequest { key: "a/1".into(), expected_revision: None }).await.expect("delete");
     let msg = exact.message().await.expect("event").expect("open");
     let prev = msg.events[0].prev_entry.as_ref().expect("prev_entry asked for");
-    assert_eq!(prev.value, Some(pbjson_types::Value::from("ab")));
+    assert_eq!(prev.value, Some(portway::protojson::Value::from("ab")));
     let msg = prefix_a.message().await.expect("event").expect("open");
     assert_eq!(msg.events[0].r#type, api::event::Type::Delete as i32);
     assert_eq!(msg.events[0].entry.as_ref().expect("entry").key, "a/1");

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use pbjson_types::Value;
-use pbjson_types::value::Kind;
+use crate::protojson::Value;
+use crate::protojson::value::Kind;
 use prost::Message as _;
 
 use super::engine::{Compare, Event, KeyFilter, OpOutput, Operator, PutSpec, Target, TxnOp, WriteOp, WriteOutput};
@@ -337,13 +337,14 @@ mod tests {
 
     #[test]
     fn depth_counts_arrays_and_objects_inside_one_another() {
-        let obj = |k: &str, v: Value| Value::from([(k.to_string(), v)].into_iter().collect::<pbjson_types::Struct>());
+        let obj =
+            |k: &str, v: Value| Value::from([(k.to_string(), v)].into_iter().collect::<crate::protojson::Struct>());
         let cases = [
             (Value::from(1.0), 0),
             (Value::from(()), 0),
             (Value { kind: None }, 0),
             (Value::from(Vec::<Value>::new()), 1),
-            (Value::from(pbjson_types::Struct::default()), 1),
+            (Value::from(crate::protojson::Struct::default()), 1),
             (Value::from(vec![Value::from(1.0)]), 1),
             (obj("a", Value::from(vec![Value::from(1.0)])), 2),
             // The deepest path counts, not the number of containers.

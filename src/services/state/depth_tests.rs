@@ -1,7 +1,7 @@
 //! The depth derivation checked against prost itself: for every carrier, a value decodes
 //! exactly when the derivation says it does.
 
-use pbjson_types::{Struct, Value};
+use crate::protojson::{Struct, Value};
 use prost::Message;
 
 use super::*;

@@ -8,6 +8,7 @@ use super::convert;
 use super::engine::{DedupKey, SessionOutcome};
 use super::{StateOptions, Store, StoreError};
 use crate::pb::portway::state::v1 as api;
+use crate::protojson::Value;
 
 #[path = "../../../tests/state/model.rs"]
 mod model;
@@ -173,7 +174,7 @@ async fn concurrent_writers_are_group_committed_without_losing_a_write() {
         tasks.push(tokio::spawn(async move {
             let mut revs = Vec::new();
             for i in 0..20 {
-                let req = requests::put(&format!("w{w}/{i}"), &pbjson_types::Value::from(f64::from(i)), None);
+                let req = requests::put(&format!("w{w}/{i}"), &Value::from(f64::from(i)), None);
                 revs.push(store.write(convert::put(req, &options).expect("valid")).await.expect("written").revision);
             }
             revs

@@ -353,7 +353,7 @@ impl Backend for RedbBackend {
 /// Whether a revision record whose event carries `value` decodes again (for the depth
 /// derivation's tests: prost is the judge).
 #[cfg(test)]
-pub(crate) fn log_record_decodes(value: pbjson_types::Value) -> bool {
+pub(crate) fn log_record_decodes(value: crate::protojson::Value) -> bool {
     let entry = api::Entry { key: "k".into(), value: Some(value), ..Default::default() };
     let event = api::Event { r#type: api::event::Type::Put as i32, entry: Some(entry), prev_entry: None };
     let record = StoredRecord { revision: 1, time_ms: 0, events: vec![event] };

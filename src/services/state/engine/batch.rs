@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use pbjson_types::Value;
+use crate::protojson::Value;
 
 use super::state::State;
 use super::types::{
@@ -23,7 +23,7 @@ pub struct Batch<'a> {
     state: &'a State,
     options: &'a StateOptions,
     now_ms: i64,
-    time: pbjson_types::Timestamp,
+    time: crate::protojson::Timestamp,
     revision: i64,
     overlay: HashMap<String, Option<EntryRef>>,
     /// What the write being evaluated replaced in `overlay`, to take it back if it fails.
@@ -35,7 +35,7 @@ pub struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// Starts a batch at `now_ms` (Unix milliseconds; entries' update time).
     pub fn new(state: &'a State, options: &'a StateOptions, now_ms: i64) -> Self {
-        let time = pbjson_types::Timestamp {
+        let time = crate::protojson::Timestamp {
             seconds: now_ms.div_euclid(1000),
             nanos: i32::try_from(now_ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
         };

@@ -84,7 +84,7 @@ pub(super) fn check(events: &[Event], results: Option<&[OpOutput]>, options: &St
 mod tests {
     use std::sync::Arc;
 
-    use pbjson_types::Value;
+    use crate::protojson::Value;
 
     use super::*;
     use crate::pb::portway::state::v1 as api;
@@ -97,7 +97,7 @@ mod tests {
             create_revision: i64::MAX,
             mod_revision: revision,
             version: i64::MAX,
-            update_time: Some(pbjson_types::Timestamp { seconds: i64::MAX, nanos: 999_999_999 }),
+            update_time: Some(crate::protojson::Timestamp { seconds: i64::MAX, nanos: 999_999_999 }),
         })
     }
 

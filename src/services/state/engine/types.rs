@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use pbjson_types::Value;
+use crate::protojson::Value;
 
 use crate::pb::google::rpc::Status as RpcStatus;
 use crate::pb::portway::state::v1 as api;

@@ -4,7 +4,8 @@
 //! 1. numeric fields are read by `crate::protojson::NumberDeserialize` (`1e2` for integers;
 //!    one visitor instead of pbjson's untagged enum);
 //! 2. enum fields are written and read through `crate::protojson::OpenEnum`, so unknown
-//!    numbers are kept (pbjson fails the message, or refuses the number);
+//!    numbers are kept (pbjson fails the message, or refuses the number); `NullValue` fields
+//!    through `crate::protojson::NullField` (always `null`);
 //! 3. every field is read through `crate::protojson::NullOr`, so `null` means the default
 //!    (pbjson refuses it for scalars, lists and maps) and is a value for
 //!    `google.protobuf.Value` and `NullValue` (pbjson drops it);
@@ -18,6 +19,9 @@
 
 const NUMBER: &str = "crate::protojson::NumberDeserialize";
 const OPEN_ENUM: &str = "crate::protojson::OpenEnum";
+/// `google.protobuf.NullValue` has one value, `null`: its fields get a type of their own.
+const NULL_VALUE: &str = "crate::protojson::NullValue";
+const NULL_FIELD: &str = "crate::protojson::NullField";
 const NULL_OR: &str = "crate::protojson::NullOr";
 const OPTION: &str = "::std::option::Option<";
 
@@ -85,7 +89,7 @@ fn open_enum_writes(code: &str, expect: bool) -> Result<String, String> {
             return Err(format!("an \"Invalid variant\" error after `{ty}::try_from`"));
         }
         out.push_str(&before[..start]);
-        out.push_str(&format!("{OPEN_ENUM}::<{ty}>"));
+        out.push_str(&if ty == NULL_VALUE { NULL_FIELD.to_string() } else { format!("{OPEN_ENUM}::<{ty}>") });
         out.push_str(&before[call..]);
         out.push_str(marker);
         rest = &rest[at + marker.len()..];
@@ -171,7 +175,7 @@ fn wrap_enum(ty: &str) -> Result<String, String> {
     if ty.contains(['<', ',']) || ty == "_" {
         return Err(format!("an enum read as `{ty}`"));
     }
-    Ok(format!("{OPEN_ENUM}<{ty}>"))
+    Ok(if ty == NULL_VALUE { NULL_FIELD.to_string() } else { format!("{OPEN_ENUM}<{ty}>") })
 }
 
 /// Every field read goes through `NullOr`: `Some(READ)` and `Option<T>` reads alike.

@@ -79,8 +79,9 @@ where
             }
 
             fn visit_unit<Er: de::Error>(self) -> Result<Self::Value, Er> {
-                // `null` is a value only of `google.protobuf.NullValue` (its impl takes it);
-                // where `null` means "the default" generated code never gets here.
+                // `null` is a value only of `google.protobuf.NullValue` (its impl takes it).
+                // Generated code reads a field through `NullOr`, so only a list element gets
+                // here, where `null` is an error for every other enum.
                 let known = E::deserialize(().into_deserializer())?;
                 Ok(OpenEnum::new(known.into()))
             }

@@ -29,7 +29,7 @@ pub use null::NullOr;
 pub use number::NumberDeserialize;
 pub use read::{DEFAULT_MAX_DEPTH, PARSER_MAX_DEPTH, ReadError, check_depth, from_slice};
 pub use time::{Duration, Timestamp};
-pub use value::{ListValue, NullValue, Struct, Value};
+pub use value::{ListValue, NullField, NullValue, Struct, Value};
 pub use wrappers::{
     BoolValue, BytesValue, DoubleValue, FieldMask, FloatValue, Int32Value, Int64Value, StringValue, UInt32Value,
     UInt64Value,

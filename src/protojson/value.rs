@@ -70,6 +70,30 @@ pub enum NullValue {
     NullValue = 0,
 }
 
+/// A field of type `google.protobuf.NullValue`, as generated code reads and writes it:
+/// always written `null`, whatever number it holds (an [`OpenEnum`](super::OpenEnum) would
+/// write an unknown number as the number); read from `null`, `"NULL_VALUE"` or any number,
+/// which is kept (the enum is open), as the reference implementation does.
+pub struct NullField(pub i32);
+
+impl From<i32> for NullField {
+    fn from(number: i32) -> Self {
+        Self(number)
+    }
+}
+
+impl Serialize for NullField {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for NullField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::OpenEnum::<NullValue>::deserialize(d).map(|n| Self(n.0))
+    }
+}
+
 macro_rules! kind_from {
     ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {$(
         impl From<$t> for Kind {

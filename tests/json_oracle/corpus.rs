@@ -1,0 +1,471 @@
+//! The oracle's corpus: messages of `portway.testing.v1` (proto/portway/testing/v1/corpus.proto)
+//! with every scalar at its edges, enums with unknown numbers, oneofs, maps, repeated and nested
+//! fields and every well-known type; inputs the mapping allows in other spellings; inputs it
+//! refuses.
+
+use std::collections::BTreeMap;
+
+use portway::pb::portway::testing::v1::{self as pb, oneofs::Choice};
+use portway::protojson::value::Kind;
+use portway::protojson::{
+    BoolValue, BytesValue, DoubleValue, Duration, FieldMask, FloatValue, Int32Value, Int64Value, ListValue,
+    StringValue, Struct, Timestamp, UInt32Value, UInt64Value, Value,
+};
+
+/// One message, to be written by portway and judged by the reference.
+pub enum Message {
+    Scalars(pb::Scalars),
+    Repeated(pb::Repeated),
+    Optionals(pb::Optionals),
+    Maps(pb::Maps),
+    Oneofs(pb::Oneofs),
+    Nested(pb::Nested),
+    WellKnown(pb::WellKnown),
+}
+
+const RED: i32 = pb::Color::Red as i32;
+const GREEN: i32 = pb::Color::Green as i32;
+
+fn ts(seconds: i64, nanos: i32) -> Timestamp {
+    Timestamp { seconds, nanos }
+}
+
+fn obj(pairs: &[(&str, Value)]) -> Value {
+    Value::from(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>())
+}
+
+fn nested(depth: usize) -> pb::Nested {
+    let mut n = pb::Nested { name: "leaf".into(), ..Default::default() };
+    for i in 0..depth {
+        n = pb::Nested { name: format!("level {i}"), child: Some(Box::new(n)), children: vec![] };
+    }
+    n
+}
+
+/// The messages portway writes and the reference must read back.
+pub fn messages() -> Vec<(&'static str, Message)> {
+    use Message as M;
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    vec![
+        ("scalars: empty", M::Scalars(pb::Scalars::default())),
+        (
+            "scalars: maxima",
+            M::Scalars(pb::Scalars {
+                int32_field: i32::MAX,
+                int64_field: i64::MAX,
+                uint32_field: u32::MAX,
+                uint64_field: u64::MAX,
+                sint32_field: i32::MAX,
+                sint64_field: i64::MAX,
+                fixed32_field: u32::MAX,
+                fixed64_field: u64::MAX,
+                sfixed32_field: i32::MAX,
+                sfixed64_field: i64::MAX,
+                float_field: f32::MAX,
+                double_field: f64::MAX,
+                bool_field: true,
+                string_field: "é\u{0}\"\\\n\t\u{1F600}</script>\u{2028}".into(),
+                bytes_field: all_bytes.clone(),
+                color: GREEN,
+                renamed: 5,
+                snake_case_name_2: 7,
+            }),
+        ),
+        (
+            "scalars: minima",
+            M::Scalars(pb::Scalars {
+                int32_field: i32::MIN,
+                int64_field: i64::MIN,
+                uint32_field: 1,
+                uint64_field: 1,
+                sint32_field: i32::MIN,
+                sint64_field: i64::MIN,
+                fixed32_field: 1,
+                fixed64_field: 1,
+                sfixed32_field: i32::MIN,
+                sfixed64_field: i64::MIN,
+                float_field: f32::MIN_POSITIVE,
+                double_field: 5e-324,
+                string_field: " ".into(),
+                bytes_field: vec![0],
+                color: RED,
+                renamed: -1,
+                snake_case_name_2: -1,
+                ..Default::default()
+            }),
+        ),
+        (
+            "scalars: special floats, unknown enum number",
+            M::Scalars(pb::Scalars {
+                float_field: f32::NAN,
+                double_field: f64::INFINITY,
+                color: 7,
+                ..Default::default()
+            }),
+        ),
+        (
+            "scalars: negative infinities, negative unknown enum",
+            M::Scalars(pb::Scalars {
+                float_field: f32::NEG_INFINITY,
+                double_field: f64::NAN,
+                color: -3,
+                ..Default::default()
+            }),
+        ),
+        (
+            "scalars: whole and fractional floats, 2^53 + 1",
+            M::Scalars(pb::Scalars {
+                float_field: 0.1,
+                double_field: 1.0,
+                int64_field: 9_007_199_254_740_993,
+                uint64_field: 9_007_199_254_740_993,
+                ..Default::default()
+            }),
+        ),
+        (
+            "scalars: large doubles",
+            M::Scalars(pb::Scalars { float_field: 1e-45, double_field: 1e300, ..Default::default() }),
+        ),
+        (
+            "scalars: small doubles",
+            M::Scalars(pb::Scalars { float_field: 16_777_216.0, double_field: -1.5e-300, ..Default::default() }),
+        ),
+        (
+            "repeated: every type",
+            M::Repeated(pb::Repeated {
+                int32_field: vec![0, -1, i32::MAX, i32::MIN],
+                int64_field: vec![0, i64::MIN, i64::MAX],
+                uint32_field: vec![u32::MAX, 0],
+                uint64_field: vec![u64::MAX, 0],
+                sint64_field: vec![-1, 1],
+                fixed64_field: vec![u64::MAX],
+                float_field: vec![0.0, -0.0, 1.5, f32::NAN, f32::INFINITY, 3.0],
+                double_field: vec![-0.0, 0.1, f64::NEG_INFINITY, 2.0, 1e21, 1e-7],
+                bool_field: vec![true, false],
+                string_field: vec!["".into(), "a".into(), "\u{7f}".into()],
+                bytes_field: vec![vec![], vec![0xfb, 0xff], vec![0xfb, 0xff, 0xbf]],
+                color: vec![RED, 0, 9, GREEN, -1],
+                nested: vec![nested(0), pb::Nested::default(), nested(2)],
+            }),
+        ),
+        (
+            "optionals: set to their defaults",
+            M::Optionals(pb::Optionals {
+                int32_field: Some(0),
+                int64_field: Some(0),
+                uint64_field: Some(0),
+                double_field: Some(-0.0),
+                float_field: Some(0.0),
+                bool_field: Some(false),
+                string_field: Some(String::new()),
+                bytes_field: Some(vec![]),
+                color: Some(0),
+            }),
+        ),
+        (
+            "optionals: set",
+            M::Optionals(pb::Optionals {
+                int32_field: Some(-5),
+                int64_field: Some(-5),
+                uint64_field: Some(5),
+                double_field: Some(f64::NAN),
+                float_field: Some(2.5),
+                bool_field: Some(true),
+                string_field: Some("x".into()),
+                bytes_field: Some(vec![1, 2, 3]),
+                color: Some(42),
+            }),
+        ),
+        ("optionals: unset", M::Optionals(pb::Optionals::default())),
+        (
+            "maps: every key kind",
+            M::Maps(pb::Maps {
+                string_to_string: [
+                    ("b", "2"),
+                    ("a", "1"),
+                    ("A", "0"),
+                    ("é", "3"),
+                    ("", "empty"),
+                    ("10", "x"),
+                    ("9", "y"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                int32_to_int32: [(-1, 1), (0, 0), (10, -10), (9, 9), (i32::MIN, i32::MAX)].into(),
+                int64_to_int64: [(i64::MIN, i64::MAX), (-2, 2), (3, 0)].into(),
+                uint32_to_uint64: [(u32::MAX, u64::MAX), (0, 1)].into(),
+                uint64_to_double: [(u64::MAX, f64::NAN), (1, 1.0), (2, 0.5)].into(),
+                sint32_to_float: [(-7, f32::NEG_INFINITY), (7, 0.25)].into(),
+                sint64_to_bytes: [(-1, vec![0xff]), (1, vec![])].into(),
+                fixed32_to_bool: [(1, true), (2, false)].into(),
+                bool_to_color: [(true, RED), (false, 99)].into(),
+                string_to_nested: [("n".to_string(), nested(1)), ("e".to_string(), pb::Nested::default())].into(),
+                string_to_value: [
+                    ("null".to_string(), Value::from(())),
+                    ("obj".to_string(), obj(&[("z", Value::from(1.0)), ("a", Value::from(vec![]))])),
+                    ("s".to_string(), Value::from("v")),
+                ]
+                .into(),
+                sfixed64_to_timestamp: [(-1, ts(0, 0)), (1, ts(1, 1_000))].into(),
+            }),
+        ),
+        ("maps: empty", M::Maps(pb::Maps::default())),
+        ("oneof: int64 zero", M::Oneofs(pb::Oneofs { choice: Some(Choice::Int64Choice(0)) })),
+        ("oneof: int64", M::Oneofs(pb::Oneofs { choice: Some(Choice::Int64Choice(i64::MIN)) })),
+        ("oneof: empty string", M::Oneofs(pb::Oneofs { choice: Some(Choice::StringChoice(String::new())) })),
+        ("oneof: empty message", M::Oneofs(pb::Oneofs { choice: Some(Choice::NestedChoice(pb::Nested::default())) })),
+        ("oneof: default enum", M::Oneofs(pb::Oneofs { choice: Some(Choice::ColorChoice(0)) })),
+        ("oneof: unknown enum", M::Oneofs(pb::Oneofs { choice: Some(Choice::ColorChoice(12)) })),
+        ("oneof: bytes", M::Oneofs(pb::Oneofs { choice: Some(Choice::BytesChoice(vec![0xde, 0xad])) })),
+        ("oneof: NaN", M::Oneofs(pb::Oneofs { choice: Some(Choice::DoubleChoice(f64::NAN)) })),
+        ("oneof: Value null", M::Oneofs(pb::Oneofs { choice: Some(Choice::ValueChoice(Value::from(()))) })),
+        (
+            "oneof: Value list",
+            M::Oneofs(pb::Oneofs { choice: Some(Choice::ValueChoice(Value::from(vec![Value::from(())]))) }),
+        ),
+        ("oneof: NullValue", M::Oneofs(pb::Oneofs { choice: Some(Choice::NullChoice(0)) })),
+        ("oneof: Empty", M::Oneofs(pb::Oneofs { choice: Some(Choice::EmptyChoice(Default::default())) })),
+        ("oneof: Timestamp", M::Oneofs(pb::Oneofs { choice: Some(Choice::TimestampChoice(ts(-1, 0))) })),
+        ("oneof: unset", M::Oneofs(pb::Oneofs::default())),
+        ("nested: 30 levels", M::Nested(nested(30))),
+        (
+            "nested: children",
+            M::Nested(pb::Nested { name: "root".into(), child: None, children: vec![nested(1), nested(0), nested(3)] }),
+        ),
+        (
+            "well-known: every type",
+            M::WellKnown(pb::WellKnown {
+                timestamp: Some(ts(1_700_000_000, 123_000_000)),
+                duration: Some(Duration { seconds: -1, nanos: -500_000_000 }),
+                field_mask: Some(FieldMask { paths: vec!["user.display_name".into(), "a".into()] }),
+                struct_field: Some(Struct {
+                    fields: [
+                        ("zeta".to_string(), Value::from(true)),
+                        ("alpha".to_string(), Value::from(0.5)),
+                        ("mid".to_string(), obj(&[("k", Value::from(()))])),
+                        ("n".to_string(), Value::from(-0.0)),
+                    ]
+                    .into(),
+                }),
+                value: Some(Value::from(3.0)),
+                list_value: Some(ListValue::from(vec![Value::from("a"), Value::from(vec![]), obj(&[])])),
+                null_value: 0,
+                empty: Some(Default::default()),
+                double_value: Some(DoubleValue::from(f64::INFINITY)),
+                float_value: Some(FloatValue::from(-0.5)),
+                int64_value: Some(Int64Value::from(i64::MIN)),
+                uint64_value: Some(UInt64Value::from(u64::MAX)),
+                int32_value: Some(Int32Value::from(i32::MIN)),
+                uint32_value: Some(UInt32Value::from(u32::MAX)),
+                bool_value: Some(BoolValue::from(true)),
+                string_value: Some(StringValue::from("s".to_string())),
+                bytes_value: Some(BytesValue::from(vec![0xfb, 0xef])),
+                timestamps: vec![
+                    ts(0, 0),
+                    ts(0, 1),
+                    ts(0, 1_000),
+                    ts(0, 1_000_000),
+                    ts(-62_135_596_800, 0),
+                    ts(253_402_300_799, 999_999_999),
+                ],
+                durations: vec![
+                    Duration { seconds: 0, nanos: 0 },
+                    Duration { seconds: 0, nanos: -1 },
+                    Duration { seconds: 315_576_000_000, nanos: 999_999_999 },
+                    Duration { seconds: 1, nanos: 10_000_000 },
+                ],
+                values: vec![
+                    Value::from(()),
+                    Value::from(1e300),
+                    Value::from(""),
+                    Value { kind: Some(Kind::BoolValue(false)) },
+                ],
+                int64_values: vec![Int64Value::from(0), Int64Value::from(-1)],
+                optional_null: Some(0),
+            }),
+        ),
+        (
+            "well-known: wrappers of defaults",
+            M::WellKnown(pb::WellKnown {
+                double_value: Some(DoubleValue::from(0.0)),
+                float_value: Some(FloatValue::from(f32::NAN)),
+                int64_value: Some(Int64Value::from(0)),
+                uint64_value: Some(UInt64Value::from(0)),
+                int32_value: Some(Int32Value::from(0)),
+                uint32_value: Some(UInt32Value::from(0)),
+                bool_value: Some(BoolValue::from(false)),
+                string_value: Some(StringValue::from(String::new())),
+                bytes_value: Some(BytesValue::from(vec![])),
+                struct_field: Some(Struct::default()),
+                list_value: Some(ListValue::default()),
+                value: Some(obj(&[])),
+                field_mask: Some(FieldMask::default()),
+                duration: Some(Duration::default()),
+                timestamp: Some(Timestamp::default()),
+                ..Default::default()
+            }),
+        ),
+        ("well-known: Value null", M::WellKnown(pb::WellKnown { value: Some(Value::from(())), ..Default::default() })),
+        (
+            "well-known: deep Value",
+            M::WellKnown(pb::WellKnown {
+                value: Some((0..20).fold(Value::from("core"), |v, i| {
+                    if i % 2 == 0 { Value::from(vec![v]) } else { obj(&[("k", v)]) }
+                })),
+                ..Default::default()
+            }),
+        ),
+    ]
+}
+
+/// Inputs the mapping allows that portway does not write: both must read each to the same message.
+pub const ACCEPTED: &[(&str, &str)] = &[
+    (
+        "Scalars",
+        r#"{"int32Field": 1e2, "int64Field": "1e2", "uint32Field": 100.0, "uint64Field": "18446744073709551615"}"#,
+    ),
+    (
+        "Scalars",
+        r#"{"sint32Field": -0, "sint64Field": "-0", "fixed32Field": 4.294967295e9, "sfixed64Field": -9.223372036854775808e18}"#,
+    ),
+    ("Scalars", r#"{"floatField": "1.5", "doubleField": "-Infinity", "color": 7, "bytesField": "3q2-7w"}"#),
+    ("Scalars", r#"{"floatField": 1, "doubleField": "1e3", "color": 1, "bytesField": "3q2+7w"}"#),
+    ("Scalars", r#"{"int32_field": 1, "snake_case_name_2": 3, "renamed": 4, "string_field": "\u00e9\ud83d\ude00"}"#),
+    ("Scalars", r#"{"customName": 4, "snakeCaseName2": 3}"#),
+    ("Scalars", r#"{"int32Field": null, "stringField": null, "bytesField": null, "color": null, "boolField": null}"#),
+    (
+        "Scalars",
+        r#"{"int32Field": "-2147483648", "uint32Field": "4294967295", "doubleField": "NaN", "floatField": "Infinity"}"#,
+    ),
+    (
+        "Repeated",
+        r#"{"int32Field": null, "nested": null, "color": [1, 9, "COLOR_GREEN", -2], "int64Field": [1, "2", 3e0]}"#,
+    ),
+    ("Repeated", r#"{"bytesField": ["", "_w", "-_8", "+/8="], "floatField": ["NaN", 1, "-0"], "stringField": []}"#),
+    ("Optionals", r#"{"int32Field": null, "color": null, "doubleField": null}"#),
+    ("Optionals", r#"{"int32_field": 0, "color": "COLOR_UNSPECIFIED", "bytes_field": ""}"#),
+    (
+        "Maps",
+        r#"{"stringToString": null, "int32ToInt32": {"-1": 1e0, "2": "3"}, "boolToColor": {"true": "COLOR_RED", "false": 5}}"#,
+    ),
+    (
+        "Maps",
+        r#"{"int64_to_int64": {"-9223372036854775808": "1"}, "uint64ToDouble": {"18446744073709551615": "-Infinity"}}"#,
+    ),
+    (
+        "Maps",
+        r#"{"stringToValue": {"a": null, "b": [null, {}]}, "sfixed64ToTimestamp": {"-5": "1970-01-01T00:00:00+01:00"}}"#,
+    ),
+    ("Oneofs", r#"{"stringChoice": null}"#),
+    ("Oneofs", r#"{"valueChoice": null}"#),
+    ("Oneofs", r#"{"nullChoice": null}"#),
+    ("Oneofs", r#"{"int64_choice": 5}"#),
+    ("Oneofs", r#"{"colorChoice": 100}"#),
+    ("Oneofs", r#"{"nestedChoice": null, "stringChoice": "b"}"#),
+    ("Nested", r#"{"child": {}, "children": [{}, {"name": "x"}]}"#),
+    (
+        "WellKnown",
+        r#"{"timestamp": "1970-01-01T01:00:00.5+01:00", "duration": "-0.000000001s", "fieldMask": "a.bC,d"}"#,
+    ),
+    ("WellKnown", r#"{"timestamp": "2000-02-29T23:59:59.999999999-23:59", "duration": "1.5s", "fieldMask": ""}"#),
+    (
+        "WellKnown",
+        r#"{"timestamp": null, "value": null, "int64Value": null, "structField": null, "optionalNull": null, "nullValue": null}"#,
+    ),
+    (
+        "WellKnown",
+        r#"{"int32Value": 1e2, "uint64Value": 1, "int64Value": "-1", "floatValue": "NaN", "bytesValue": "-_8"}"#,
+    ),
+    (
+        "WellKnown",
+        r#"{"structField": {"a": {"b": [1, 2.5, "x", null, true]}}, "values": [null, 1, "a"], "listValue": [[]]}"#,
+    ),
+    (
+        "WellKnown",
+        r#"{"value": 18446744073709551615, "values": [-9007199254740993], "durations": ["0s", "-5s", "0.1s"]}"#,
+    ),
+    ("WellKnown", r#"{"empty": {}, "optionalNull": "NULL_VALUE", "nullValue": 0}"#),
+    ("WellKnown", r#"{"nullValue": 1, "optionalNull": 2}"#),
+];
+
+/// Inputs the mapping refuses: both must refuse each.
+pub const REFUSED: &[(&str, &str)] = &[
+    ("Scalars", r#"{"int32Field": 1.5}"#),
+    ("Scalars", r#"{"int32Field": "1.5"}"#),
+    ("Scalars", r#"{"int32Field": 2147483648}"#),
+    ("Scalars", r#"{"int32Field": -2147483649}"#),
+    ("Scalars", r#"{"uint32Field": -1}"#),
+    ("Scalars", r#"{"uint64Field": "18446744073709551616"}"#),
+    ("Scalars", r#"{"int64Field": "9223372036854775808"}"#),
+    ("Scalars", r#"{"int64Field": 1e19}"#),
+    ("Scalars", r#"{"floatField": 1e39}"#),
+    ("Scalars", r#"{"doubleField": "nan"}"#),
+    ("Scalars", r#"{"doubleField": 1e400}"#),
+    ("Scalars", r#"{"color": "COLOR_BLUE"}"#),
+    ("Scalars", r#"{"color": 2147483648}"#),
+    ("Scalars", r#"{"boolField": "true"}"#),
+    ("Scalars", r#"{"boolField": 1}"#),
+    ("Scalars", r#"{"stringField": 1}"#),
+    ("Scalars", r#"{"int32Field": true}"#),
+    ("Scalars", r#"{"int32Field": [1]}"#),
+    ("Scalars", r#"{"int32Field": 1, "int32Field": 2}"#),
+    ("Scalars", r#"{"int32Field": 1"#),
+    ("Scalars", r#"{"int32Field": NaN}"#),
+    ("Repeated", r#"{"int32Field": 1}"#),
+    ("Repeated", r#"{"int32Field": [1.5]}"#),
+    ("Repeated", r#"{"int32Field": [null]}"#),
+    ("Repeated", r#"{"nested": [null]}"#),
+    ("Maps", r#"{"int32ToInt32": {"x": 1}}"#),
+    ("Maps", r#"{"int32ToInt32": {"1.5": 1}}"#),
+    ("Maps", r#"{"boolToColor": {"yes": 1}}"#),
+    ("Maps", r#"{"int32ToInt32": []}"#),
+    ("Oneofs", r#"{"int64Choice": "1", "stringChoice": "a"}"#),
+    ("WellKnown", r#"{"timestamp": "1970-01-01T00:00:00"}"#),
+    ("WellKnown", r#"{"timestamp": "1970-01-01t00:00:00Z"}"#),
+    ("WellKnown", r#"{"timestamp": "0000-12-31T00:00:00Z"}"#),
+    ("WellKnown", r#"{"timestamp": "10000-01-01T00:00:00Z"}"#),
+    ("WellKnown", r#"{"timestamp": "1970-01-01T00:00:00.1234567890Z"}"#),
+    ("WellKnown", r#"{"timestamp": 0}"#),
+    ("WellKnown", r#"{"duration": "1"}"#),
+    ("WellKnown", r#"{"duration": "315576000001s"}"#),
+    ("WellKnown", r#"{"fieldMask": "a_b"}"#),
+    ("WellKnown", r#"{"fieldMask": ["a"]}"#),
+    ("WellKnown", r#"{"structField": {"a": 1, "a": 2}}"#),
+    ("WellKnown", r#"{"structField": []}"#),
+    ("WellKnown", r#"{"listValue": {}}"#),
+    ("WellKnown", r#"{"int32Value": "x"}"#),
+    ("WellKnown", r#"{"int32Value": {"value": 1}}"#),
+];
+
+/// Inputs portway refuses on purpose that this reference implementation (Python's) accepts,
+/// each with the reason; the test checks that portway refuses them and that the reference
+/// still accepts them (when it stops, they move to [`REFUSED`]).
+pub const STRICTER: &[(&str, &str, &str)] = &[
+    (
+        "Scalars",
+        r#"{"floatField": "-1e39"}"#,
+        "out of a float's range; the reference refuses the number -1e39 but takes the string as -infinity",
+    ),
+    (
+        "Scalars",
+        r#"{"doubleField": "infinity"}"#,
+        "the mapping's spellings are \"Infinity\", \"-Infinity\", \"NaN\"; the reference takes any Python float()",
+    ),
+    (
+        "Scalars",
+        r#"{"bytesField": "!!!!"}"#,
+        "not base64; the reference's decoder drops characters outside the alphabet and reads empty bytes",
+    ),
+    (
+        "Scalars",
+        r#"{"int32Field": 1, "int32_field": 2}"#,
+        "one field given twice (under its two names); the reference keeps the last",
+    ),
+    ("Scalars", r#"[]"#, "a message is a JSON object; the reference reads an empty array as the empty message"),
+    (
+        "WellKnown",
+        r#"{"duration": "1.0000000001s"}"#,
+        "a duration has at most 9 fractional digits (nanoseconds); the reference drops the tenth",
+    ),
+];

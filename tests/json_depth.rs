@@ -1,0 +1,99 @@
+//! One JSON nesting limit for every JSON path (`Config::max_json_depth`, `--max-json-depth`):
+//! a message nested deeper fails its call with INVALID_ARGUMENT and a clear message, on
+//! Connect and on the WebSocket protocol alike, however deep it is (100,000 levels here: no
+//! stack overflow, the connection and the socket keep serving).
+
+mod common;
+
+use common::http::{Http, full, request, send};
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use portway::Config;
+use portway::services::state::StateOptions;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const PUT: &str = "/portway.state.v1.StateService/Put";
+
+/// A JSON value `levels` arrays deep.
+fn nested(levels: usize) -> String {
+    "[".repeat(levels) + "1" + &"]".repeat(levels)
+}
+
+/// A Put whose message is `value_levels + 1` levels deep (its own braces are one).
+fn put(value_levels: usize) -> String {
+    format!(r#"{{"key": "k", "value": {}}}"#, nested(value_levels))
+}
+
+async fn connect_put(server: &common::TestServer, body: String) -> (StatusCode, Value) {
+    let req = request("POST", &format!("{}{PUT}", server.url()))
+        .header("content-type", "application/json")
+        .body(full(body))
+        .expect("request");
+    let reply = send(Http::H1, req).await;
+    (reply.status, reply.json())
+}
+
+fn config(max_json_depth: usize) -> Config {
+    let mut config = Config::default();
+    config.max_json_depth = max_json_depth;
+    config
+}
+
+#[tokio::test]
+async fn connect_refuses_json_deeper_than_the_limit() {
+    let (server, _store) = common::start_state(StateOptions::memory(), Config::default()).await;
+    // 32 levels, the default, pass; 33 and 100,000 do not.
+    let (status, body) = connect_put(&server, put(31)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for levels in [32, 100_000] {
+        let (status, body) = connect_put(&server, put(levels)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "invalid_argument", "{body}");
+        let message = body["message"].as_str().expect("message");
+        assert!(message.ends_with("the JSON nests objects and arrays more than 32 levels deep"), "{message}");
+    }
+    // The gateway still serves.
+    assert_eq!(connect_put(&server, put(1)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_limit_is_configurable() {
+    let (server, _store) = common::start_state(StateOptions::memory(), config(4)).await;
+    assert_eq!(connect_put(&server, put(3)).await.0, StatusCode::OK);
+    let (status, body) = connect_put(&server, put(4)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().expect("message").contains("more than 4 levels deep"), "{body}");
+    // Raised above the default: 40 levels pass.
+    let (server, _store) = common::start_state(StateOptions::memory(), config(40)).await;
+    let (status, body) = connect_put(&server, put(39)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn websocket_calls_get_the_same_limit() {
+    let (server, _store) = common::start_state(StateOptions::memory(), Config::default()).await;
+    let mut req = format!("ws://{}/ws", server.addr).into_client_request().expect("request");
+    req.headers_mut().insert("sec-websocket-protocol", "portway.v1.json".parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connect");
+    for (id, levels) in [(1u64, 100_000usize), (2, 32), (3, 31)] {
+        let frame = format!(r#"{{"type":"open","id":{id},"method":"{PUT}","message":{},"end":true}}"#, put(levels));
+        ws.send(Message::text(frame)).await.expect("send");
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while statuses.len() < 3 {
+        let Message::Text(t) = ws.next().await.expect("open").expect("frame") else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+        if v["type"] == "status" {
+            statuses.insert(v["id"].as_u64().expect("id"), v);
+        }
+    }
+    for id in [1, 2] {
+        let status = &statuses[&id];
+        assert_eq!(status["code"], json!("invalid_argument"), "{status}");
+        let message = status["message"].as_str().expect("message");
+        assert!(message.ends_with("more than 32 levels deep"), "{message}");
+    }
+    assert_eq!(statuses[&3]["code"], json!("ok"), "{}", statuses[&3]);
+}

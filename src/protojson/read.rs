@@ -52,6 +52,12 @@ pub fn from_slice<T: DeserializeOwned>(json: &[u8], max_depth: usize) -> Result<
 /// Fails if `json` nests objects and arrays more than `max_depth` levels. Counts brackets
 /// outside strings only; says nothing else about whether `json` is valid.
 pub fn check_depth(json: &[u8], max_depth: usize) -> Result<(), ReadError> {
+    // Most messages open fewer objects and arrays in all than the limit (counting brackets in
+    // strings too, which only errs towards the exact scan): then they cannot nest deeper.
+    // This count is one vectorized pass, a fraction of the cost of the exact scan below.
+    if openers(json) <= max_depth {
+        return Ok(());
+    }
     let mut depth = 0usize;
     let mut i = 0;
     while let Some(&b) = json.get(i) {
@@ -85,6 +91,12 @@ pub fn check_depth(json: &[u8], max_depth: usize) -> Result<(), ReadError> {
     Ok(())
 }
 
+/// How many `[` and `{` bytes `json` has. Written for the vectorizer: one comparison per byte
+/// (`[` and `{` differ only in bit 0x20) and byte-wide sums over chunks that cannot overflow.
+fn openers(json: &[u8]) -> usize {
+    json.chunks(255).map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n + u8::from(b | 0x20 == b'{')))).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +115,15 @@ mod tests {
         assert_eq!(check_depth(br#"{"a\"#, 1), Ok(()));
         assert_eq!(check_depth(b"]]]]{", 1), Ok(()));
         assert_eq!(check_depth(b"", 0), Ok(()));
+    }
+
+    #[test]
+    fn counts_openers_exactly() {
+        let text: Vec<u8> = (0..2000u32).map(|i| b"[{]}\"a;[{"[(i % 9) as usize]).collect();
+        let naive = text.iter().filter(|&&b| b == b'[' || b == b'{').count();
+        assert_eq!(openers(&text), naive);
+        assert_eq!(openers(&[b'{'; 600]), 600);
+        assert_eq!(openers(b""), 0);
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use heck::{ToSnakeCase, ToUpperCamelCase};
 
+#[path = "build/any_type.rs"]
+mod any_type;
 #[path = "build/json_patch.rs"]
 mod json_patch;
 use prost::Message as _;
@@ -32,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from("proto");
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build/json_patch.rs");
+    println!("cargo:rerun-if-changed=build/any_type.rs");
     let files = proto_files(&proto_root)?;
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(f).display());
@@ -72,34 +75,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     json.build(&prefixes)?;
     patch_json(&fds, &packages, &out_dir)?;
 
+    std::fs::write(out_dir.join("any_types.rs"), any_type::generate(&fds, &type_paths(&fds), OWN_WELL_KNOWN))?;
     std::fs::write(out_dir.join("pb.rs"), module_tree(&packages, &out_dir))?;
     std::fs::write(out_dir.join("method_table.rs"), method_table(&fds)?)?;
     web_assets::embed(&out_dir)?;
     Ok(())
 }
 
-/// The well-known types whose JSON form `src/protojson` writes (the rest of
-/// `google.protobuf` comes from pbjson-types), as (`.google.protobuf.X`, Rust path).
+/// The well-known types whose JSON form `src/protojson` writes (and `Any`, whose type lookup
+/// `build/any_type.rs` generates; the rest of `google.protobuf` comes from pbjson-types).
+const OWN_WELL_KNOWN: &[&str] = &[
+    "Timestamp",
+    "Duration",
+    "Struct",
+    "Value",
+    "ListValue",
+    "NullValue",
+    "FieldMask",
+    "DoubleValue",
+    "FloatValue",
+    "Int64Value",
+    "UInt64Value",
+    "Int32Value",
+    "UInt32Value",
+    "BoolValue",
+    "StringValue",
+    "BytesValue",
+];
+
+/// The `extern_path`s of the well-known types portway provides, as (`.google.protobuf.X`,
+/// Rust path).
 fn own_well_known_types() -> impl Iterator<Item = (String, String)> {
-    const OWN: &[&str] = &[
-        "Timestamp",
-        "Duration",
-        "Struct",
-        "Value",
-        "ListValue",
-        "NullValue",
-        "FieldMask",
-        "DoubleValue",
-        "FloatValue",
-        "Int64Value",
-        "UInt64Value",
-        "Int32Value",
-        "UInt32Value",
-        "BoolValue",
-        "StringValue",
-        "BytesValue",
-    ];
-    OWN.iter().map(|t| (format!("{WELL_KNOWN}.{t}"), format!("crate::protojson::{t}")))
+    let own = OWN_WELL_KNOWN.iter().map(|t| (format!("{WELL_KNOWN}.{t}"), format!("crate::protojson::{t}")));
+    own.chain([(format!("{WELL_KNOWN}.Any"), any_type::RUST_PATH.to_string())])
 }
 
 /// Rewrites pbjson's generated JSON impls where pbjson 0.9 departs from the canonical

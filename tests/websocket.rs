@@ -261,7 +261,7 @@ impl TestService for Probe {
         let details = portway::pb::google::rpc::Status {
             code: Code::FailedPrecondition as i32,
             message: "with details".into(),
-            details: vec![pbjson_types::Any {
+            details: vec![portway::protojson::Any {
                 type_url: "type.googleapis.com/grpc.testing.Empty".into(),
                 value: vec![1, 2, 3].into(),
             }],

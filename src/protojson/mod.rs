@@ -8,13 +8,15 @@
 //! - [`OpenEnum`]: enum fields (unknown numbers written and read as numbers);
 //! - [`NullOr`]: `null` for any field (its default, or the value of `Value`/`NullValue`);
 //! - the well-known types whose JSON is special: [`Timestamp`], [`Duration`], [`Struct`],
-//!   [`Value`], [`ListValue`], [`NullValue`], [`FieldMask`] and the wrappers;
+//!   [`Value`], [`ListValue`], [`NullValue`], [`FieldMask`], the wrappers, and [`Any`] (with
+//!   the lookup of packed types registered at run time, see [`any`]);
 //! - [`to_writer`] and [`from_slice`]: canonical text out (non-finite floats as strings,
 //!   whole numbers without a fraction) and in (with one nesting-depth limit).
 //!
 //! `build.rs` points the generated code here. This module uses nothing else of the crate,
 //! so the dependency runs one way: generated code → `protojson`.
 
+pub mod any;
 pub mod enums;
 pub mod null;
 pub mod number;
@@ -24,6 +26,7 @@ pub mod value;
 pub mod wrappers;
 pub mod write;
 
+pub use any::Any;
 pub use enums::OpenEnum;
 pub use null::NullOr;
 pub use number::NumberDeserialize;

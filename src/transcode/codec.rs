@@ -137,13 +137,17 @@ impl MessageCodec for DepthLimited {
     }
 }
 
-/// The codec for a generated type; used by the generated method table.
+/// The codec for a generated type; used by the generated method table. Also registers the
+/// types a `google.protobuf.Any` may hold (the generated `any_type`) for its JSON.
 pub fn codec<T>(type_name: &'static str) -> Arc<dyn MessageCodec>
 where
     T: prost::Message + Default + Serialize + DeserializeOwned + 'static,
 {
+    protojson::any::register_types(any_type);
     Arc::new(PbjsonCodec::<T>::new(type_name))
 }
+
+include!(concat!(env!("OUT_DIR"), "/any_types.rs"));
 
 #[cfg(test)]
 mod tests {

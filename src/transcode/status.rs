@@ -138,7 +138,7 @@ mod tests {
         let rpc = crate::pb::google::rpc::Status {
             code: 5,
             message: "gone".into(),
-            details: vec![pbjson_types::Any {
+            details: vec![crate::protojson::Any {
                 type_url: "type.googleapis.com/grpc.testing.Empty".into(),
                 value: vec![1, 2, 3].into(),
             }],

@@ -27,7 +27,7 @@ pub fn details() -> portway::pb::google::rpc::Status {
     portway::pb::google::rpc::Status {
         code: Code::NotFound as i32,
         message: "no such thing".into(),
-        details: vec![pbjson_types::Any {
+        details: vec![portway::protojson::Any {
             type_url: "type.googleapis.com/grpc.testing.Empty".into(),
             value: vec![0xde, 0xad, 0xbe, 0xef].into(),
         }],

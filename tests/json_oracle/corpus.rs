@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use portway::pb::portway::testing::v1::{self as pb, oneofs::Choice};
+use portway::protojson::Any;
 use portway::protojson::value::Kind;
 use portway::protojson::{
     BoolValue, BytesValue, DoubleValue, Duration, FieldMask, FloatValue, Int32Value, Int64Value, ListValue,
@@ -32,6 +33,10 @@ fn ts(seconds: i64, nanos: i32) -> Timestamp {
 
 fn obj(pairs: &[(&str, Value)]) -> Value {
     Value::from(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>())
+}
+
+fn any<M: prost::Message>(name: &str, message: &M) -> Any {
+    Any { type_url: format!("type.googleapis.com/{name}"), value: message.encode_to_vec().into() }
 }
 
 fn nested(depth: usize) -> pb::Nested {
@@ -283,6 +288,8 @@ pub fn messages() -> Vec<(&'static str, Message)> {
                 ],
                 int64_values: vec![Int64Value::from(0), Int64Value::from(-1)],
                 optional_null: Some(0),
+                any: None,
+                anys: vec![],
             }),
         ),
         (
@@ -303,6 +310,40 @@ pub fn messages() -> Vec<(&'static str, Message)> {
                 field_mask: Some(FieldMask::default()),
                 duration: Some(Duration::default()),
                 timestamp: Some(Timestamp::default()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "well-known: Any of every kind",
+            M::WellKnown(pb::WellKnown {
+                any: Some(any(
+                    "portway.testing.v1.Scalars",
+                    &pb::Scalars {
+                        int32_field: 1,
+                        int64_field: -5,
+                        color: 7,
+                        double_field: f64::NAN,
+                        ..Default::default()
+                    },
+                )),
+                anys: vec![
+                    any("google.protobuf.Timestamp", &ts(1, 500_000_000)),
+                    any("google.protobuf.Duration", &Duration { seconds: -3, nanos: 0 }),
+                    any("google.protobuf.FieldMask", &FieldMask { paths: vec!["a_b".into()] }),
+                    any("google.protobuf.Struct", &Struct { fields: [("k".to_string(), Value::from(1.5))].into() }),
+                    any("google.protobuf.Value", &Value::from(())),
+                    any("google.protobuf.ListValue", &ListValue::from(vec![Value::from(true)])),
+                    any("google.protobuf.Int64Value", &Int64Value::from(i64::MAX)),
+                    any("google.protobuf.BytesValue", &BytesValue::from(vec![1, 2])),
+                    any("google.protobuf.Empty", &pbjson_types::Empty {}),
+                    any("portway.testing.v1.Nested", &nested(2)),
+                    any("google.protobuf.Any", &any("portway.testing.v1.Nested", &nested(1))),
+                    any(
+                        "portway.testing.v1.Maps",
+                        &pb::Maps { bool_to_color: [(true, 5)].into(), ..Default::default() },
+                    ),
+                    Any::default(),
+                ],
                 ..Default::default()
             }),
         ),
@@ -387,6 +428,11 @@ pub const ACCEPTED: &[(&str, &str)] = &[
     ),
     ("WellKnown", r#"{"empty": {}, "optionalNull": "NULL_VALUE", "nullValue": 0}"#),
     ("WellKnown", r#"{"nullValue": 1, "optionalNull": 2}"#),
+    ("WellKnown", r#"{"any": {"int32_field": 1e0, "@type": "type.googleapis.com/portway.testing.v1.Scalars"}}"#),
+    ("WellKnown", r#"{"any": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1.5s"}}"#),
+    ("WellKnown", r#"{"any": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1s", "x": 1}}"#),
+    ("WellKnown", r#"{"any": {}, "anys": [{"@type": "example.com/x/portway.testing.v1.Nested", "name": "n"}]}"#),
+    ("WellKnown", r#"{"any": null, "anys": [{"@type": "type.googleapis.com/google.protobuf.Empty"}]}"#),
 ];
 
 /// Inputs the mapping refuses: both must refuse each.
@@ -436,6 +482,11 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("WellKnown", r#"{"listValue": {}}"#),
     ("WellKnown", r#"{"int32Value": "x"}"#),
     ("WellKnown", r#"{"int32Value": {"value": 1}}"#),
+    ("WellKnown", r#"{"any": {"@type": "type.googleapis.com/unknown.v1.Type"}}"#),
+    ("WellKnown", r#"{"any": {"int32Field": 1}}"#),
+    ("WellKnown", r#"{"any": {"@type": "type.googleapis.com/google.protobuf.Duration"}}"#),
+    ("WellKnown", r#"{"any": {"@type": 1}}"#),
+    ("WellKnown", r#"{"any": {"@type": "type.googleapis.com/portway.testing.v1.Scalars", "int32Field": 1.5}}"#),
 ];
 
 /// Inputs portway refuses on purpose that this reference implementation (Python's) accepts,

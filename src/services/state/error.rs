@@ -167,8 +167,8 @@ impl From<StoreError> for tonic::Status {
     }
 }
 
-fn any(name: &str, value: Vec<u8>) -> pbjson_types::Any {
-    pbjson_types::Any { type_url: format!("type.googleapis.com/portway.state.v1.{name}"), value: value.into() }
+fn any(name: &str, value: Vec<u8>) -> crate::protojson::Any {
+    crate::protojson::Any { type_url: format!("type.googleapis.com/portway.state.v1.{name}"), value: value.into() }
 }
 
 #[cfg(test)]

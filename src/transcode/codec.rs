@@ -209,6 +209,15 @@ mod tests {
     }
 
     #[test]
+    fn hostile_bytes_are_errors() {
+        let codec = DepthLimited::new(codec::<Value>("google.protobuf.Value"), 32);
+        for input in [&b"\"\xff\xfe\""[..], b"{\"a\xc3\": 1}", b"[1,", b"\"\\ud800\"", b"1 2", b"\x00", b"nul"] {
+            let err = codec.json_to_binary(input).expect_err("refused");
+            assert!(err.0.starts_with("invalid JSON for google.protobuf.Value: "), "{err}");
+        }
+    }
+
+    #[test]
     fn without_a_limit_the_parser_stops_at_its_own_and_the_stack_holds() {
         // The deepest JSON serde_json parses, read on a thread with a tokio worker's stack.
         let codec = PbjsonCodec::<Value>::new("google.protobuf.Value");

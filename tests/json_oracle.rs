@@ -1,6 +1,6 @@
 //! The JSON oracle: protobuf's reference implementation of the canonical JSON mapping
 //! (Python `google.protobuf.json_format`, pinned in tests/json_oracle/requirements.txt) judges
-//! portway's JSON codec on the corpus in tests/json_oracle/corpus.rs:
+//! portway's JSON codec on the corpus in tests/json_oracle/corpus.rs and inputs.rs:
 //!
 //! - every JSON portway writes, the reference reads to the same message; portway reads it
 //!   back to the same message too; the reference's own JSON for the message is the same text,
@@ -9,7 +9,7 @@
 //! - inputs the mapping allows in other spellings (`1e2` for an integer, `null`, unknown enum
 //!   numbers, offsets in timestamps, either field name, either base64 alphabet …) both read
 //!   to the same message; inputs it refuses, both refuse; a few that portway refuses on
-//!   purpose and the reference takes are listed with the reason (`corpus::STRICTER`).
+//!   purpose and the reference takes are listed with the reason (`inputs::STRICTER`).
 //!
 //! Needs `python3` with that `protobuf` (.ci/run installs it into tests/json_oracle/.venv,
 //! which the test prefers; `PORTWAY_ORACLE_PYTHON` overrides). Without it the test says so and
@@ -17,6 +17,8 @@
 
 #[path = "json_oracle/corpus.rs"]
 mod corpus;
+#[path = "json_oracle/inputs.rs"]
+mod inputs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,7 +130,7 @@ fn the_reference_implementation_agrees_with_portway() {
         printed.push((name, short, binary));
     }
     // Other spellings the mapping allows: both read them, to the same message.
-    for (i, (short, input)) in corpus::ACCEPTED.iter().enumerate() {
+    for (i, (short, input)) in inputs::ACCEPTED.iter().enumerate() {
         let id = format!("accept {i}: {short} {input}");
         match codec_for(short).json_to_binary(input.as_bytes()) {
             Ok(binary) => cases.push(json!({"id": id, "kind": "accept", "type": format!("{PACKAGE}.{short}"),
@@ -138,7 +140,7 @@ fn the_reference_implementation_agrees_with_portway() {
     }
     // What the mapping refuses (and nesting beyond both limits): both refuse it.
     let deep = "{\"child\": ".repeat(101) + "{}" + &"}".repeat(101);
-    let refused = corpus::REFUSED.iter().map(|(s, j)| (*s, j.to_string())).chain([("Nested", deep)]);
+    let refused = inputs::REFUSED.iter().map(|(s, j)| (*s, j.to_string())).chain([("Nested", deep)]);
     for (i, (short, input)) in refused.enumerate() {
         let id = format!("refuse {i}: {short} {}", input.chars().take(80).collect::<String>());
         match codec_for(short).json_to_binary(input.as_bytes()) {
@@ -149,7 +151,7 @@ fn the_reference_implementation_agrees_with_portway() {
     }
 
     // Refused by portway on purpose, taken by the reference: listed with the reason.
-    for (i, (short, input, why)) in corpus::STRICTER.iter().enumerate() {
+    for (i, (short, input, why)) in inputs::STRICTER.iter().enumerate() {
         let id = format!("stricter {i}: {short} {input} ({why})");
         match codec_for(short).json_to_binary(input.as_bytes()) {
             Err(_) => cases.push(json!({"id": id, "kind": "stricter", "type": format!("{PACKAGE}.{short}"),

@@ -34,7 +34,8 @@ pub struct Config {
     /// The deepest nesting of objects and arrays in a JSON message a client sends (Connect,
     /// WebSocket, every JSON path): a message's own braces are level 1. Deeper messages fail
     /// with `INVALID_ARGUMENT` before they are parsed. The JSON parser stops at 127 levels
-    /// whatever this says. Default: 32.
+    /// whatever this says. Default: 64 (a state store value at its own depth limit, 31, fits in
+    /// every request that carries one).
     pub max_json_depth: usize,
 }
 

@@ -34,7 +34,7 @@ struct Args {
     max_message_bytes: usize,
 
     /// Deepest nesting of objects and arrays in a client's JSON message (1 to 127).
-    #[arg(long, env = "PORTWAY_MAX_JSON_DEPTH", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=127))]
+    #[arg(long, env = "PORTWAY_MAX_JSON_DEPTH", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=127))]
     max_json_depth: u64,
 
     /// Upper bound on every call's deadline, in milliseconds (also the deadline of calls

@@ -11,8 +11,10 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 
 /// The default limit on the nesting of a JSON message: objects and arrays inside each other,
-/// the message's own braces being level 1. `{"a": {"b": [1]}}` is 3 levels deep.
-pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// the message's own braces being level 1. `{"a": {"b": [1]}}` is 3 levels deep. 64: a
+/// `google.protobuf.Value` as deep as the state store keeps (31 levels) still fits in its
+/// deepest request (a Sync write of a transaction wraps it in 7 more).
+pub const DEFAULT_MAX_DEPTH: usize = 64;
 
 /// The deepest nesting the parser takes whatever the limit (below serde_json's recursion
 /// limit of 128).

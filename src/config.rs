@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+mod validate;
+pub use validate::InvalidConfig;
+
 /// Everything the gateway can be told. Start from [`Config::default`] and change fields.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -52,6 +52,7 @@ mod protocol;
 pub mod protojson;
 mod server;
 pub mod services;
+pub mod settings_file;
 pub mod transcode;
 mod web_assets;
 

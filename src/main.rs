@@ -16,6 +16,12 @@ use portway::services::state::{StateOptions, StorageKind};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// A TOML file of settings: keys are the long flag names (`max-message-bytes = 8388608`,
+    /// or `[ws]` then `max-calls = 200`). A flag wins over its PORTWAY_* variable, which wins
+    /// over the file.
+    #[arg(long, env = "PORTWAY_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Address to listen on (HTTP/1.1 and HTTP/2 on the same port).
     #[arg(long, env = "PORTWAY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -30,28 +36,33 @@ struct Args {
     web_dir: Option<PathBuf>,
 
     /// Largest message, in bytes, accepted or sent on any protocol.
-    #[arg(long, env = "PORTWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, help_heading = "Limits", env = "PORTWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_message_bytes: usize,
 
     /// Deepest nesting of objects and arrays in a client's JSON message (1 to 127).
-    #[arg(long, env = "PORTWAY_MAX_JSON_DEPTH", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=127))]
+    #[arg(long, help_heading = "Limits", env = "PORTWAY_MAX_JSON_DEPTH", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=127))]
     max_json_depth: u64,
 
     /// Upper bound on every call's deadline, in milliseconds (also the deadline of calls
     /// that set none). Unset: no bound.
-    #[arg(long, env = "PORTWAY_MAX_CALL_TIMEOUT_MS")]
+    #[arg(long, help_heading = "Limits", env = "PORTWAY_MAX_CALL_TIMEOUT_MS")]
     max_call_timeout_ms: Option<u64>,
 
     /// Browser origin allowed to call (repeatable). Unset: any origin, without credentials.
-    #[arg(long = "cors-origin", env = "PORTWAY_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(long = "cors-origin", help_heading = "Browsers (CORS)", env = "PORTWAY_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
 
     /// Allow credentials (cookies) cross-origin; needs --cors-origin.
-    #[arg(long, env = "PORTWAY_CORS_CREDENTIALS", requires = "cors_origins")]
+    #[arg(long, help_heading = "Browsers (CORS)", env = "PORTWAY_CORS_CREDENTIALS", requires = "cors_origins")]
     cors_credentials: bool,
 
     /// Extra response header browsers may read (repeatable), e.g. your custom metadata.
-    #[arg(long = "cors-expose-header", env = "PORTWAY_CORS_EXPOSE_HEADERS", value_delimiter = ',')]
+    #[arg(
+        long = "cors-expose-header",
+        help_heading = "Browsers (CORS)",
+        env = "PORTWAY_CORS_EXPOSE_HEADERS",
+        value_delimiter = ','
+    )]
     cors_expose_headers: Vec<String>,
 
     #[command(flatten)]
@@ -183,6 +194,7 @@ impl ConnArgs {
 
 /// The state store (`portway.state.v1.StateService`). Defaults: see `StateOptions`.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "State store")]
 struct StateArgs {
     /// Directory of the durable state store (created if missing).
     #[arg(long, env = "PORTWAY_DATA_DIR", default_value = "portway-data")]
@@ -270,6 +282,7 @@ impl StateArgs {
 
 /// The WebSocket protocol's limits (docs/websocket-protocol.md).
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "WebSocket")]
 struct WsArgs {
     /// The path that accepts WebSocket upgrades.
     #[arg(long = "ws-path", env = "PORTWAY_WS_PATH", default_value = "/ws")]
@@ -339,7 +352,11 @@ async fn main() -> Result<(), Fatal> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = match portway::settings_file::parse::<Args, _>(std::env::args_os(), "config") {
+        Ok(args) => args,
+        Err(portway::settings_file::ParseError::Clap(e)) => e.exit(),
+        Err(e) => return Err(e.into()),
+    };
 
     let mut config = Config::default();
     config.max_message_bytes = args.max_message_bytes;
@@ -358,14 +375,29 @@ async fn main() -> Result<(), Fatal> {
     ws.read_buffer_bytes = args.ws.ws_read_buffer_bytes;
     ws.write_buffer_bytes = args.ws.ws_write_buffer_bytes;
     if !args.cors_origins.is_empty() {
-        let origins = args.cors_origins.iter().map(|o| HeaderValue::from_str(o)).collect::<Result<Vec<_>, _>>()?;
+        let origins = args
+            .cors_origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| {
+                    format!("the allowed origin (--cors-origin) `{o}` holds characters no header may hold")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         config.cors.allowed_origins = AllowedOrigins::List(origins);
         config.cors.allow_credentials = args.cors_credentials;
     }
-    config.cors.expose_headers =
-        args.cors_expose_headers.iter().map(|h| HeaderName::from_bytes(h.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    config.cors.expose_headers = args
+        .cors_expose_headers
+        .iter()
+        .map(|h| {
+            HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| format!("the exposed header (--cors-expose-header) `{h}` is not a header name"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     config.web_root = args.web_dir;
     config.demo = true;
+    config.validate()?;
 
     let mut options = ServiceOptions::default();
     options.interop = args.interop;
@@ -374,12 +406,32 @@ async fn main() -> Result<(), Fatal> {
     let mounted = portway::services::mount(&options).await?;
 
     let gateway = portway::Gateway::builder(mounted.routes).config(config).build();
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, interop = args.interop, "portway listening");
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, url = %format_args!("http://{address}/"), interop = args.interop, "portway listening");
     portway::serve(listener, gateway, shutdown_signal()).await?;
     mounted.state.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Why the listener could not be bound, as a sentence that names the address.
+fn bind_failed(address: SocketAddr, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "the address {address} is already in use (another portway, or another server, listens there); stop it \
+             or choose another address with --listen"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            format!("the address {address} is not an address of this machine; choose another with --listen")
+        }
+        ErrorKind::PermissionDenied => format!(
+            "permission denied to listen on {address} (ports below 1024 need privileges); choose a port above 1023 \
+             with --listen"
+        ),
+        _ => format!("cannot listen on {address}: {e}"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -88,6 +88,31 @@ fn open_failed(path: &Path, e: redb::DatabaseError) -> BackendError {
     })
 }
 
+/// Creates the data directory if needed and returns its absolute path, or a sentence that
+/// names the directory and what is wrong with it (a file in its place, no permission).
+fn prepare_dir(dir: &Path) -> Result<PathBuf, BackendError> {
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(BackendError::Open(format!(
+            "the data directory {} is a file, not a directory; remove it or choose another directory",
+            shown.display()
+        )));
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        let why = match e.kind() {
+            ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            ErrorKind::NotADirectory => "a part of the path is a file, not a directory".to_owned(),
+            ErrorKind::ReadOnlyFilesystem => "the file system is read-only".to_owned(),
+            _ => e.to_string(),
+        };
+        return Err(BackendError::Open(format!(
+            "cannot create the data directory {} ({why}); create it yourself or choose another directory",
+            shown.display()
+        )));
+    }
+    Ok(std::fs::canonicalize(dir).unwrap_or(shown))
+}
+
 /// What redb's repair of a file that was not closed cleanly reported.
 const REPAIR_NONE: u8 = 0;
 const REPAIR_RAN: u8 = 1;
@@ -111,8 +136,7 @@ impl RedbBackend {
     /// Opens (or creates) the database in `dir`, creating the directory if needed. Fails if
     /// another process has it open.
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| BackendError::Io { context: format!("creating {}", dir.display()), source })?;
+        let dir = &prepare_dir(dir)?;
         let path = dir.join(FILE_NAME);
         let mut notes = Vec::new();
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {

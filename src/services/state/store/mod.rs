@@ -110,14 +110,23 @@ impl Store {
         let loader = backend.clone();
         let snapshot = tokio::task::spawn_blocking(move || loader.load()).await??;
         let (state, report) = load::state(snapshot);
-        tracing::info!(
-            storage = ?options.storage,
-            data_dir = %options.data_dir.display(),
-            revision = state.revision(),
-            keys = state.len(),
-            skipped_records = report.skipped.len(),
-            "state store open"
-        );
+        match options.storage {
+            // A memory store has no directory: naming one would suggest data is kept there.
+            StorageKind::Memory => tracing::info!(
+                storage = "memory",
+                revision = state.revision(),
+                keys = state.len(),
+                "state store open (in memory: nothing is kept after the process ends)"
+            ),
+            StorageKind::Durable => tracing::info!(
+                storage = "durable",
+                data_dir = %std::path::absolute(&options.data_dir).unwrap_or_else(|_| options.data_dir.clone()).display(),
+                revision = state.revision(),
+                keys = state.len(),
+                skipped_records = report.skipped.len(),
+                "state store open"
+            ),
+        }
         let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let shared =

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-mod validate;
-pub use validate::InvalidConfig;
+/// [`Config::validate`] and its error.
+pub mod validate;
 
 /// Everything the gateway can be told. Start from [`Config::default`] and change fields.
 #[derive(Debug, Clone)]

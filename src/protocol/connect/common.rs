@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use tonic::Status;
 
@@ -139,6 +139,12 @@ pub(super) fn error_response(status: &Status, headers: &HeaderMap, _encoding: En
     *resp.status_mut() = http_status(status.code());
     *resp.headers_mut() = headers.clone();
     append_trailers(resp.headers_mut(), status.metadata().clone().into_headers());
+    // A rate limit's hint is for HTTP clients and proxies too: a header of its own (429, 503).
+    if let Some(retry) = status.metadata().get(RETRY_AFTER.as_str())
+        && let Ok(value) = HeaderValue::from_bytes(retry.as_bytes())
+    {
+        resp.headers_mut().insert(RETRY_AFTER, value);
+    }
     // Connect errors are always JSON, whatever the request's encoding.
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http::guard;
-use common::protocols::{Outcome, ProtocolClient, Rpc, clients, rpc as make_rpc};
+use common::protocols::{Outcome, ProtocolClient, Rpc, clients, code_from_connect, rpc as make_rpc};
 use common::{TestServer, serve_gateway};
 use hmac::{KeyInit as _, Mac as _};
 use portway::auth::{AuthLayer, AuthOptions, KeySet};
@@ -299,4 +299,87 @@ async fn rate_limits_per_address_are_hit_and_recover_on_every_protocol() {
         assert_eq!(again.code, 0, "{} after the retry hint: {again:?}", c.name());
     });
     futures_util::future::join_all(runs).await;
+}
+
+/// One EmptyCall on a fresh WebSocket opened to `/ws{query}` with `headers` on the upgrade
+/// and `protocols` offered; the call's gRPC code.
+async fn websocket_call(server: &TestServer, query: &str, headers: &[(&str, &str)], protocols: &str) -> i32 {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("ws://{}/ws{query}", server.addr).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", protocols.parse().unwrap());
+    for (k, v) in headers {
+        req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let (mut socket, _) = guard(tokio_tungstenite::connect_async(req)).await.unwrap();
+    let open = serde_json::json!({"type": "open", "id": 1, "method": "/grpc.testing.TestService/EmptyCall", "message": {}, "end": true});
+    socket.send(Message::text(open.to_string())).await.unwrap();
+    loop {
+        let Message::Text(text) = guard(socket.next()).await.unwrap().unwrap() else { continue };
+        let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] == "status" {
+            return code_from_connect(frame["code"].as_str().unwrap());
+        }
+    }
+}
+
+/// What the case is, the query string, the upgrade's headers, the subprotocols, the code.
+type WsCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, String, i32);
+
+#[tokio::test]
+async fn websocket_credentials_at_the_upgrade() {
+    let server = matrix_gateway().await;
+    let v1 = "portway.v1.json";
+    let ok = Code::Ok as i32;
+    let unauthenticated = Code::Unauthenticated as i32;
+    let cases: [WsCase; 8] = [
+        ("nothing", "", vec![], v1.into(), unauthenticated),
+        ("authorization header", "", vec![("authorization", "Bearer full-key-0123456789")], v1.into(), ok),
+        ("x-api-key header", "", vec![("x-api-key", "empty-only-key")], v1.into(), ok),
+        ("bearer subprotocol", "", vec![], format!("{v1}, portway.bearer.full-key-0123456789"), ok),
+        ("wrong bearer subprotocol", "", vec![], format!("{v1}, portway.bearer.nope"), unauthenticated),
+        ("access_token query", "?access_token=full-key-0123456789", vec![], v1.into(), ok),
+        ("cookie without an origin", "", vec![("cookie", "portway-api-key=full-key-0123456789")], v1.into(), ok),
+        (
+            "cookie from another origin (dropped)",
+            "",
+            vec![("cookie", "portway-api-key=full-key-0123456789"), ("origin", "https://elsewhere.example")],
+            v1.into(),
+            unauthenticated,
+        ),
+    ];
+    for (what, query, headers, protocols, expected) in &cases {
+        let code = websocket_call(&server, query, headers, protocols).await;
+        assert_eq!(code, *expected, "{what}");
+    }
+}
+
+/// A key file that cannot work stops the binary at start with a sentence naming the problem.
+#[test]
+fn the_binary_refuses_key_files_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[[key]]\nid = \"a\"\nmethods = [\"*\"]\n", "give exactly one of `key` or `sha256`"),
+        ("[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"a*b*c\"]\n", "has more than one `*`"),
+        ("[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"*\"]\nmax_concurrent = 0\n", "limits must be at least 1"),
+        ("exempt = []\n", "the key file defines no key"),
+    ];
+    for (i, (text, message)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("keys-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portway"))
+            .args(["--storage", "memory", "--listen", "127.0.0.1:0", "--api-keys"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?} was accepted");
+        assert!(stderr.contains(message) && stderr.contains(&*path.to_string_lossy()), "{text:?}: {stderr}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portway"))
+        .args(["--storage", "memory", "--listen", "127.0.0.1:0", "--rate-per-key", "5"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need API keys"), "{out:?}");
 }

@@ -306,6 +306,19 @@ mod tests {
         expiring.first_use([2; 32]).unwrap();
     }
 
+    /// The worked example of docs/auth.md (computed there with `openssl dgst`).
+    #[test]
+    fn the_documented_example() {
+        let secret = crate::middleware::auth::keys::sha256(b"interop-signer-key");
+        let mut mac = HmacSha256::new_from_slice(&secret).unwrap();
+        let text = string_to_sign("1700000000", "n-1", "/grpc.testing.TestService/UnaryCall", UNSIGNED_PAYLOAD);
+        mac.update(text.as_bytes());
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "77688586038e23d20b4445b69bc61d7f95eb67e96c12759b26b56e0f65c369a8"
+        );
+    }
+
     #[test]
     fn digest_of_messages() {
         let framed = [0u8, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 0, 1, b'!'];

@@ -138,13 +138,12 @@ pub(super) fn error_response(status: &Status, headers: &HeaderMap, _encoding: En
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = http_status(status.code());
     *resp.headers_mut() = headers.clone();
-    append_trailers(resp.headers_mut(), status.metadata().clone().into_headers());
-    // A rate limit's hint is for HTTP clients and proxies too: a header of its own (429, 503).
-    if let Some(retry) = status.metadata().get(RETRY_AFTER.as_str())
-        && let Ok(value) = HeaderValue::from_bytes(retry.as_bytes())
-    {
-        resp.headers_mut().insert(RETRY_AFTER, value);
+    let mut trailers = status.metadata().clone().into_headers();
+    // A rate limit's hint is for HTTP clients and proxies too: a plain header (429, 503).
+    if let Some(retry) = trailers.remove(RETRY_AFTER) {
+        resp.headers_mut().insert(RETRY_AFTER, retry);
     }
+    append_trailers(resp.headers_mut(), trailers);
     // Connect errors are always JSON, whatever the request's encoding.
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

@@ -40,8 +40,12 @@ impl MethodPattern {
         Ok(Self { prefix, suffix })
     }
 
-    /// Whether `path` (`/package.Service/Method`) matches.
+    /// Whether `path` (`/package.Service/Method`) matches. A path of any other shape (more
+    /// segments, say) matches no pattern, so `*` never stretches across a `/` it should not.
     pub(crate) fn matches(&self, path: &str) -> bool {
+        if path.bytes().filter(|&b| b == b'/').count() != 2 || !path.starts_with('/') {
+            return false;
+        }
         match &self.suffix {
             None => path == self.prefix,
             Some(suffix) => {
@@ -85,7 +89,10 @@ mod tests {
         assert!(!m("portway.state.v1.State/*", get), "a service name is not a prefix of another");
         assert!(m("portway.state.v1.StateService/Get*", get));
         // The prefix and suffix may not overlap.
-        assert!(!m("/a*a", "/a"));
+        assert!(!m("a.S/M*M", "/a.S/M"));
+        assert!(m("a.S/M*M", "/a.S/MM"));
+        assert!(!m("a*", "/a.S/M/extra"), "only package.Service/Method paths match");
+        assert!(!m("*", "/no-method"));
     }
 
     #[test]

@@ -43,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+mod address;
 pub mod config;
 mod gateway;
 pub mod metrics;
@@ -61,5 +62,6 @@ mod testing;
 
 pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
+pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
 pub use server::{Error, serve};

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[path = "cli/auth.rs"]
+mod auth_args;
 use http::{HeaderName, HeaderValue};
 use portway::config::{AllowedOrigins, Config};
 use portway::services::ServiceOptions;
@@ -73,6 +76,9 @@ struct Args {
 
     #[command(flatten)]
     ws: WsArgs,
+
+    #[command(flatten)]
+    auth: auth_args::AuthArgs,
 }
 
 /// Connections: how many, and how long each phase may take (docs/robustness.md).
@@ -403,9 +409,15 @@ async fn main() -> Result<(), Fatal> {
     options.interop = args.interop;
     options.max_message_bytes = args.max_message_bytes;
     options.state = args.state.options();
+    let edge = args.auth.layers(args.max_message_bytes)?;
     let mounted = portway::services::mount(&options).await?;
 
-    let gateway = portway::Gateway::builder(mounted.routes).config(config).build();
+    let builder = portway::Gateway::builder(mounted.routes).config(config);
+    let gateway = match edge {
+        None => builder.build(),
+        Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.layer(auth).layer(rate).build(),
+        Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, url = %format_args!("http://{address}/"), interop = args.interop, "portway listening");

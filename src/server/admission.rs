@@ -26,7 +26,7 @@
 //! [`HttpConfig::reclaim_after`]: crate::config::HttpConfig::reclaim_after
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use futures_util::task::AtomicWaker;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::address::AddressKey;
 use crate::config::HttpConfig;
 use crate::metrics::{ConnectionGuard, Metrics};
 
@@ -47,27 +48,6 @@ const RECLAIM_WAIT: Duration = Duration::from_secs(2);
 pub(crate) fn now_ms() -> u64 {
     static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
     EPOCH.elapsed().as_millis() as u64
-}
-
-/// The key that `max_connections_per_address` counts by: an IPv4 address, or the /64 prefix of
-/// an IPv6 address (one host usually gets a whole /64, so counting single IPv6 addresses would
-/// bound nothing). IPv4-mapped IPv6 addresses count as their IPv4 address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum AddressKey {
-    V4(u32),
-    V6(u64),
-}
-
-impl AddressKey {
-    fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => AddressKey::V4(v4.into()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => AddressKey::V4(v4.into()),
-                None => AddressKey::V6((u128::from(v6) >> 64) as u64),
-            },
-        }
-    }
 }
 
 const UPGRADED: u8 = 1;

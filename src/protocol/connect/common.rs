@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use tonic::Status;
 
@@ -138,7 +138,12 @@ pub(super) fn error_response(status: &Status, headers: &HeaderMap, _encoding: En
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = http_status(status.code());
     *resp.headers_mut() = headers.clone();
-    append_trailers(resp.headers_mut(), status.metadata().clone().into_headers());
+    let mut trailers = status.metadata().clone().into_headers();
+    // A rate limit's hint is for HTTP clients and proxies too: a plain header (429, 503).
+    if let Some(retry) = trailers.remove(RETRY_AFTER) {
+        resp.headers_mut().insert(RETRY_AFTER, retry);
+    }
+    append_trailers(resp.headers_mut(), trailers);
     // Connect errors are always JSON, whatever the request's encoding.
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

@@ -1,9 +1,14 @@
 //! Assembling the one service stack every protocol ends in:
 //!
 //! ```text
-//! Deadline ─► MessageLimit ─► Recover ─► [Buffer ─► your layers] ─► HideProtocol ─► your service
+//! Deadline ─► MessageLimit ─► Recover ─► [Buffer ─►] CatchPanic ─► [your layers ─► HideProtocol ─►] your service
 //! ```
 //!
+//! - [`CatchPanic`] turns a panic in the caller's service or layers (in `call`, in the
+//!   response future, in the response body) into `INTERNAL` for that call only. It sits
+//!   right around the caller's code, inside the buffer of a layered stack: a layer that
+//!   panicked in the buffer's worker task would otherwise end the worker, and every later
+//!   call with it.
 //! - [`Recover`] turns every error of the caller's service and layers (anything
 //!   `Into<BoxError>`: a `tonic::transport::Error` from a `Channel`, tower's `Overloaded` or
 //!   `Elapsed`) into a gRPC status, once, so everything above it, and every adapter, deals
@@ -36,6 +41,7 @@ use tower::{BoxError, Layer, Service, ServiceExt as _};
 use crate::config::Config;
 use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
+use crate::middleware::panic::CatchPanic;
 use crate::protocol::Protocol;
 use crate::transcode::GrpcStack;
 
@@ -70,7 +76,7 @@ where
 
     fn assemble(self, service: S, _buffer: usize, config: &Config) -> GrpcStack {
         // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
-        finish(Recover::new(service), config)
+        finish(Recover::new(CatchPanic::new(service)), config)
     }
 }
 
@@ -86,7 +92,9 @@ where
     const LAYERED: bool = true;
 
     fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack {
-        let layered = self.layer(HideProtocol(service)).map_response(|resp| resp.map(Body::new)).map_err(Into::into);
+        let layered = CatchPanic::new(self.layer(HideProtocol(service)))
+            .map_response(|resp| resp.map(Body::new))
+            .map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it
         // need not be `Clone`), and every clone of the stack shares it.
         let buffered = Buffer::new(BoxService::new(layered), buffer.max(1));

@@ -4,4 +4,5 @@
 pub mod auth;
 pub mod deadline;
 pub mod limit;
+pub mod panic;
 pub mod rate;

@@ -1,7 +1,7 @@
 //! A `grpc.testing.TestService` of the tests' own, mounted like any user service: the
 //! interop behaviour, plus what the interop service cannot do on request (a slow unary
-//! call, errors with `grpc-status-details-bin`) and a report when a handler is dropped,
-//! which is how the tests see that a deadline really cancelled the work.
+//! call, errors with `grpc-status-details-bin`, a handler that panics) and a report when a
+//! handler is dropped, which is how the tests see that a deadline really cancelled the work.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -21,6 +21,9 @@ use tonic::{Code, Request, Response, Status, Streaming};
 pub const SLOW: &[u8] = b"slow";
 /// `UnaryCall` payload body: fail with `NOT_FOUND` and [`details`].
 pub const DETAILS: &[u8] = b"details";
+/// `UnaryCall` payload body: the handler panics. `StreamingOutputCall` payload body: the
+/// response stream yields its first message, then panics (after the handler returned).
+pub const PANIC: &[u8] = b"panic";
 
 /// The `google.rpc.Status` the [`DETAILS`] call fails with.
 pub fn details() -> portway::pb::google::rpc::Status {
@@ -86,6 +89,9 @@ impl TestService for Scripted {
             tokio::time::sleep(Duration::from_secs(60)).await;
             report.disarm(); // finished: not a cancellation
         }
+        if body == PANIC {
+            panic!("the scripted handler panics, as asked");
+        }
         if body == DETAILS {
             let d = details();
             return Err(Status::with_details(Code::NotFound, d.message.clone(), d.encode_to_vec().into()));
@@ -103,8 +109,19 @@ impl TestService for Scripted {
         &self,
         req: Request<StreamingOutputCallRequest>,
     ) -> Result<Response<Self::StreamingOutputCallStream>, Status> {
+        let panics = req.get_ref().payload.as_ref().is_some_and(|p| p.body == PANIC);
         let inner = Interop.streaming_output_call(req).await?.into_inner();
         let report = DropReport::new(&self.dropped, "streaming_output_call");
+        if panics {
+            let mut sent = false;
+            let stream = inner.map(move |item| {
+                let _ = &report;
+                assert!(!sent, "the scripted stream panics after its first message, as asked");
+                sent = true;
+                item
+            });
+            return Ok(Response::new(Box::pin(stream)));
+        }
         // The stream owns the report: dropping the stream (cancelling the call) sends it.
         let stream = inner.map(move |item| {
             let _ = &report;

@@ -25,6 +25,8 @@ mod h1;
 mod h2mux;
 mod panics;
 mod pending;
+mod plain;
+mod store;
 mod wire;
 mod ws_frames;
 mod ws_json;

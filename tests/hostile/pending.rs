@@ -74,6 +74,12 @@ pub const PENDING: &[(&str, &str, &str)] = &[
         "websocket-frame/length-with-the-top-bit-set",
         "a 64-bit length with its top bit set closes 1009 (too big), not 1002 (protocol error)",
     ),
+    // The WebSocket handshake.
+    (
+        "http",
+        "http/websocket-version-8",
+        "an unsupported Sec-WebSocket-Version answers 400 without the versions served, not 426 (RFC 6455, 4.2.2)",
+    ),
 ];
 
 /// The defect a row shows, if it is pending.

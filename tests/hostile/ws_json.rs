@@ -112,6 +112,16 @@ fn row(name: &str, frame: impl Into<String>, call: Option<u64>, want: &str) -> W
     ws_row(&format!("websocket/{name}"), frame, call, want)
 }
 
+impl WsRow {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn want(&self) -> &str {
+        &self.want
+    }
+}
+
 /// A row of text `frame`; `call` is the id whose `status` is the outcome, if it opens one.
 pub fn ws_row(name: &str, frame: impl Into<String>, call: Option<u64>, want: &str) -> WsRow {
     WsRow { name: name.to_string(), frame: Message::text(frame.into()), call, want: want.into() }

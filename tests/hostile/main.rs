@@ -1,6 +1,6 @@
 //! The hostile-input corpus: every protocol, table-driven. Each row is one bad (or barely
-//! valid) input sent with a raw client, its documented outcome (docs/robustness.md,
-//! *Hostile input*), and a check that the connection's other calls did not notice: on
+//! valid) input sent with a raw client, its documented outcome (docs/hostile-input.md,
+//! docs/limits.md), and a check that the connection's other calls did not notice: on
 //! HTTP/2 a bidi call opened before the row is used again after it, and a new call on the
 //! same connection succeeds; on HTTP/1.1 the next request on the same connection succeeds
 //! (unless the documented outcome closes it); on a WebSocket a call opened before the row
@@ -10,8 +10,8 @@
 //! with the defect they show; a pending row that passes fails the test, so the list only
 //! shrinks.
 //!
-//! `HOSTILE_TABLE=1 cargo test --test hostile -- --nocapture` prints every row as the
-//! markdown table of docs/robustness.md.
+//! `HOSTILE_TABLE=1 cargo test --test hostile -- --nocapture` prints every row as a
+//! markdown table, with its outcome today where it is pending.
 
 // Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
 #![allow(clippy::unwrap_used)]

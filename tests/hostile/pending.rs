@@ -28,8 +28,16 @@ pub const PENDING: &[(&str, &str, &str)] = &[
     ("grpc", "grpc/grpc-timeout-0n", "grpc-timeout: 0n runs the call instead of ending it DEADLINE_EXCEEDED"),
     ("grpc-web", "grpc-web/grpc-timeout-0n", "grpc-timeout: 0n runs the call instead of ending it DEADLINE_EXCEEDED"),
     // Content types with a codec the gateway does not have.
-    ("grpc", "grpc/content-type-grpc+json", "application/grpc+json is decoded as protobuf (served OK), not refused 415"),
-    ("grpc-web", "grpc-web/content-type-grpc-web+json", "application/grpc-web+json is not refused 415 (h2: no status at all, h1: 400)"),
+    (
+        "grpc",
+        "grpc/content-type-grpc+json",
+        "application/grpc+json is decoded as protobuf (served OK), not refused 415",
+    ),
+    (
+        "grpc-web",
+        "grpc-web/content-type-grpc-web+json",
+        "application/grpc-web+json is not refused 415 (h2: no status at all, h1: 400)",
+    ),
     // Connect: a deadline that has already passed (issue 14, defect 5).
     ("connect", "connect/timeout-zero", "connect-timeout-ms: 0 runs the call instead of ending it deadline_exceeded"),
     // Connect: HTTP methods other than POST and GET on an RPC path.

@@ -238,6 +238,11 @@ impl Mux {
 /// Runs one request over HTTP/2 beside a healthy call; the outcome, with what happened to
 /// the healthy call appended if anything did (`+...`).
 pub async fn run(addr: SocketAddr, read: Read, req: &Req) -> String {
+    run_with(addr, req, |resp| outcome(read, resp)).await
+}
+
+/// [`run`], the response read by `read`.
+pub async fn run_with(addr: SocketAddr, req: &Req, read: impl FnOnce(&Resp) -> String) -> String {
     bounded(async {
         let mut mux = Mux::open(addr).await;
         let healthy = match mux.open_healthy().await {
@@ -247,7 +252,7 @@ pub async fn run(addr: SocketAddr, read: Read, req: &Req) -> String {
         let id = mux.next_id();
         mux.send(id, req, true).await;
         let got = match mux.response(id).await {
-            Ok(resp) => outcome(read, &resp),
+            Ok(resp) => read(&resp),
             Err(e) => e,
         };
         match mux.check_healthy(healthy).await {

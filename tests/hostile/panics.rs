@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::common::scripted::PANIC;
 use super::grpc::{Case, Over, run_cases};
-use super::h2mux::Mux;
+use super::h2mux::run_with;
 use super::wire::{Read, Req, b64, env};
 use super::ws_json::{ws_row, ws_run};
-use super::{Row, TS, bounded, common, config, judge};
+use super::{Row, TS, common, config, judge};
 
 fn panicking_unary() -> Vec<u8> {
     SimpleRequest { payload: Some(Payload { body: PANIC.to_vec(), ..Default::default() }), ..Default::default() }
@@ -34,35 +34,15 @@ const PANIC_JSON: &str = r#"{"payload":{"body":"cGFuaWM="}}"#;
 const PANIC_STREAM_JSON: &str =
     r#"{"payload":{"body":"cGFuaWM="},"responseParameters":[{"size":1},{"size":1},{"size":1}]}"#;
 
-/// The messages a native gRPC stream delivered before it ended, and how it ended.
+/// How a native gRPC stream whose body panics ends.
 async fn native_stream(addr: std::net::SocketAddr) -> String {
-    bounded(async {
-        let mut mux = Mux::open(addr).await;
-        let healthy = match mux.open_healthy().await {
-            Ok(id) => id,
-            Err(e) => return format!("no healthy call: {e}"),
-        };
-        let id = mux.next_id();
-        mux.send(
-            id,
-            &Req::post(format!("{TS}/StreamingOutputCall"), "application/grpc", env(0, &panicking_stream())),
-            true,
-        )
-        .await;
-        let got = match mux.response(id).await {
-            // The response had begun (headers sent) when the body panicked: the status comes
-            // in trailers. Messages the service produced but tonic had not flushed yet are
-            // lost with the panicking body.
-            Ok(resp) => {
-                let shape = if resp.trailers.is_empty() { "trailers-only" } else { "headers, then trailers" };
-                format!("{shape}, {}", super::wire::outcome(Read::Grpc, &resp))
-            }
-            Err(e) => e,
-        };
-        match mux.check_healthy(healthy).await {
-            Ok(()) => got,
-            Err(e) => format!("{got} +{e}"),
-        }
+    let req = Req::post(format!("{TS}/StreamingOutputCall"), "application/grpc", env(0, &panicking_stream()));
+    // The response had begun (headers sent) when the body panicked: the status comes in
+    // trailers. Messages the service produced but tonic had not flushed yet are lost with
+    // the panicking body.
+    run_with(addr, &req, |resp| {
+        let shape = if resp.trailers.is_empty() { "trailers-only" } else { "headers, then trailers" };
+        format!("{shape}, {}", super::wire::outcome(Read::Grpc, resp))
     })
     .await
 }

@@ -60,6 +60,11 @@ mod web_assets;
 #[cfg(test)]
 mod testing;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
 pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
 pub use middleware::{auth, rate};

@@ -16,7 +16,7 @@
 
 mod call;
 mod close_code;
-mod frames;
+pub(crate) mod frames;
 mod guards;
 mod open;
 mod rejection;

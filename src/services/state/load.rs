@@ -26,7 +26,7 @@ impl OpenReport {
 }
 
 /// Builds the committed state from `snapshot`, leaving out what cannot be read back.
-pub(super) fn state(mut snapshot: Snapshot) -> (State, OpenReport) {
+pub(crate) fn state(mut snapshot: Snapshot) -> (State, OpenReport) {
     let mut skipped = std::mem::take(&mut snapshot.skipped);
     screen_depth(&mut snapshot, &mut skipped);
     let mut notes = std::mem::take(&mut snapshot.notes);

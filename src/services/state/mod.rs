@@ -27,6 +27,8 @@ mod sync;
 pub use engine::SkippedRecord;
 pub use error::StoreError;
 pub use load::OpenReport;
+#[cfg(feature = "fuzzing")]
+pub(crate) use load::state as load_snapshot;
 pub use options::{StateOptions, StorageKind};
 pub use service::{StateApi, service};
 pub use store::{OpenError, Store, StoreStats};

@@ -18,6 +18,8 @@ mod redb;
 
 pub use self::memory::MemoryBackend;
 pub use self::redb::RedbBackend;
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::redb::decode_record;
 #[cfg(test)]
 pub(crate) use self::redb::log_record_decodes;
 

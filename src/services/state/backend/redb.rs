@@ -213,7 +213,7 @@ fn share(latest: &HashMap<String, (EventKind, EntryRef)>, e: api::Entry) -> Entr
 }
 
 /// Decodes the log record stored at revision `at`; the error says what is wrong with it.
-fn decode_record(
+pub(crate) fn decode_record(
     at: i64,
     bytes: &[u8],
     latest: &HashMap<String, (EventKind, EntryRef)>,

@@ -1,0 +1,95 @@
+//! The gRPC envelope (5-byte prefix) readers: the framing decoder the adapters use, and
+//! the gateway's message limit, which reads only the headers as bodies stream by. Both get
+//! the same bytes, cut into the same chunks, and must agree: the limit relays exactly the
+//! bytes before the first message over the limit (all of them if none is), and fails the
+//! request iff such a message's header arrived; the decoder yields the same messages.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use portway::transcode::framing::{Decoder, FrameError, HEADER_LEN};
+
+// Input: the limit (2 bytes, big-endian), then the cuts and the body (`portway_fuzz::Input`).
+fuzz_target!(|input: &[u8]| {
+    let Some(input) = portway_fuzz::Input::parse(input, 2) else { return };
+    let max = usize::from(u16::from_be_bytes([input.head[0], input.head[1]]));
+    let (chunks, data) = (input.body, input.raw_body);
+
+    // The oracle: walk the envelopes of the whole byte stream.
+    let mut at = 0;
+    let mut oversized_at = None;
+    let mut whole = Vec::new();
+    // Bytes of a header the stream ends inside (a response holds them back, then drops them).
+    let mut header_tail = 0;
+    loop {
+        if data.len() < at + HEADER_LEN {
+            header_tail = data.len() - at;
+            break;
+        }
+        let len = u32::from_be_bytes([data[at + 1], data[at + 2], data[at + 3], data[at + 4]]) as usize;
+        if len > max {
+            oversized_at = Some(at);
+            break;
+        }
+        if data.len() < at + HEADER_LEN + len {
+            break;
+        }
+        whole.push(&data[at + HEADER_LEN..at + HEADER_LEN + len]);
+        at += HEADER_LEN + len;
+    }
+
+    // The decoder, fed chunk by chunk.
+    let mut decoder = Decoder::new(max);
+    let mut decoded = Vec::new();
+    let mut too_large = false;
+    'feed: for c in &chunks {
+        decoder.push(c);
+        loop {
+            match decoder.next_envelope() {
+                Ok(Some(e)) => decoded.push(e.payload),
+                Ok(None) => break,
+                Err(FrameError::TooLarge { len, limit }) => {
+                    assert!(len > limit);
+                    too_large = true;
+                    break 'feed;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+    }
+    assert_eq!(too_large, oversized_at.is_some());
+    assert_eq!(decoded.len(), whole.len());
+    for (d, w) in decoded.iter().zip(&whole) {
+        assert_eq!(&d[..], *w);
+    }
+    if !too_large {
+        assert_eq!(decoder.finish().is_ok(), at == data.len());
+    }
+
+    // The message limit on a request body.
+    let rt = portway_fuzz::runtime();
+    let (relayed, error) = rt.block_on(portway::__fuzz::limit_request(max, chunks.clone()));
+    match oversized_at {
+        Some(at) => {
+            assert_eq!(relayed, &data[..at], "the bytes before the oversized message");
+            assert_eq!(error.map(|s| s.code()), Some(tonic::Code::ResourceExhausted));
+        }
+        None => {
+            assert_eq!(relayed, data);
+            assert!(error.is_none());
+        }
+    }
+
+    // And on a response body: a prefix is relayed, then the trailers say why it stopped.
+    let (relayed, trailers) = rt.block_on(portway::__fuzz::limit_response(max, chunks));
+    let status = trailers.as_ref().and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok().map(str::to_owned));
+    match oversized_at {
+        Some(at) => {
+            assert_eq!(relayed, &data[..at]);
+            assert_eq!(status.as_deref(), Some("8"));
+        }
+        None => {
+            assert_eq!(relayed, &data[..data.len() - header_tail]);
+            assert_eq!(status.as_deref(), Some("0"));
+        }
+    }
+});

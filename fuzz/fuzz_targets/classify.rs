@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut lines = text.split('\n');
     let mut field = || lines.next().filter(|l| *l != "-");
-    let (method, path, content_type, upgrade, version, protocol) = (field(), field(), field(), field(), field(), field());
+    let (method, path, content_type, upgrade, version, protocol) =
+        (field(), field(), field(), field(), field(), field());
     let mut req = http::Request::builder().method(method.unwrap_or("GET")).uri(path.unwrap_or("/"));
     if let Some(ct) = content_type {
         req = req.header(http::header::CONTENT_TYPE, ct);
@@ -42,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
         _ => assert!(!matches!(got, Protocol::Grpc | Protocol::GrpcWeb), "{got:?} without a gRPC content type"),
     }
     if req.method() != http::Method::POST {
-        assert!(!matches!(got, Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::UnsupportedMediaType));
+        assert!(!matches!(
+            got,
+            Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::UnsupportedMediaType
+        ));
     }
 });

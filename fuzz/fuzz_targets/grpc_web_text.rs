@@ -6,8 +6,11 @@
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 
-const METHODS: [&str; 3] =
-    ["/grpc.testing.TestService/UnaryCall", "/grpc.testing.TestService/StreamingInputCall", "/grpc.health.v1.Health/Check"];
+const METHODS: [&str; 3] = [
+    "/grpc.testing.TestService/UnaryCall",
+    "/grpc.testing.TestService/StreamingInputCall",
+    "/grpc.health.v1.Health/Check",
+];
 
 // Input: the method (1 byte), whether to base64-encode the body first (1 byte, odd: yes, so
 // that the envelopes inside get fuzzed too), then the cuts and the body.

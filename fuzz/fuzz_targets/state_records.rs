@@ -33,10 +33,23 @@ fn entry(key: &str, value: Option<&str>, create: i64, modr: i64) -> api::Entry {
             _ => portway::protojson::value::Kind::StringValue(v.to_string()),
         }),
     });
-    api::Entry { key: key.to_string(), value, create_revision: create, mod_revision: modr, version: 1, ..Default::default() }
+    api::Entry {
+        key: key.to_string(),
+        value,
+        create_revision: create,
+        mod_revision: modr,
+        version: 1,
+        ..Default::default()
+    }
 }
 
-fuzz_target!(|input: (i64, i64, Vec<(i64, Option<&[u8]>, Vec<Ev>)>, Vec<(String, Option<&[u8]>, i64)>, Vec<(String, u64, &[u8])>)| {
+fuzz_target!(|input: (
+    i64,
+    i64,
+    Vec<(i64, Option<&[u8]>, Vec<Ev>)>,
+    Vec<(String, Option<&[u8]>, i64)>,
+    Vec<(String, u64, &[u8])>
+)| {
     let (revision, compact_revision, log, kv, dedup) = input;
     let mut tables = StoredTables { revision, compact_revision, ..Default::default() };
     for (at, raw, events) in log.into_iter().take(64) {

@@ -87,9 +87,12 @@ pub fn call(req: http::request::Builder, body: Vec<Bytes>) -> Reply {
     let frames = body.into_iter().map(|b| Ok::<_, Infallible>(http_body::Frame::data(b)));
     let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
     let req: Request<_> = req.body(body).expect("a request");
+    // Built (on the runtime) before the call's own `block_on`: a runtime cannot be entered
+    // from inside itself.
+    let gateway = gateway().clone();
     runtime().block_on(async {
         tokio::time::timeout(Duration::from_secs(2), async {
-            let Ok(resp): Result<Response<_>, Infallible> = gateway().clone().into_service().oneshot(req).await;
+            let Ok(resp): Result<Response<_>, Infallible> = gateway.into_service().oneshot(req).await;
             let (parts, body) = resp.into_parts();
             let collected = body.collect().await.expect("the gateway's response body does not fail");
             let trailers = collected.trailers().cloned();

@@ -8,7 +8,8 @@ pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// Parses a `grpc-timeout` value (`1..=8` digits and a unit among `H M S m u n`).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
+    // ASCII first: the split below is by bytes, and must not fall inside a character.
+    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
         return None;
     }
     let (digits, unit) = value.split_at(value.len() - 1);
@@ -51,6 +52,14 @@ pub fn format_grpc_timeout(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_that_is_not_ascii_is_refused() {
+        // Found by the grpc_timeout fuzz target: two bytes of one character panicked.
+        assert_eq!(parse_grpc_timeout("\u{587}"), None);
+        assert_eq!(parse_grpc_timeout("1\u{e9}"), None);
+        assert_eq!(parse_grpc_timeout("\u{e9}S"), None);
+    }
 
     #[test]
     fn parses_and_formats() {

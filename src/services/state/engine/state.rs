@@ -49,11 +49,14 @@ impl State {
         records.sort_by_key(|r| r.revision);
         records.dedup_by_key(|r| r.revision);
         // Every run of missing revisions, and the compact revision that leaves no gap.
+        // In i128: a damaged file may hold a revision of i64::MAX, one past which overflows.
         let mut missing: Vec<(i64, i64)> = Vec::new();
-        let mut expected = compact + 1;
-        for r in records.iter().map(|r| r.revision).chain(std::iter::once(revision + 1)) {
+        let mut expected = i128::from(compact) + 1;
+        for r in records.iter().map(|r| i128::from(r.revision)).chain(std::iter::once(i128::from(revision) + 1)) {
             if r > expected {
-                missing.push((expected, r - 1));
+                // Both ends lie in compact + 1 ..= revision.
+                let clamp = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
+                missing.push((clamp(expected), clamp(r - 1)));
             }
             expected = r + 1;
         }
@@ -68,7 +71,7 @@ impl State {
                 "the event log has no readable record of revision {}{more}: history up to revision {last_missing} is \
                  treated as compacted (reads and watches from before revision {} answer out_of_range)",
                 runs.join(", "),
-                last_missing + 1
+                last_missing.saturating_add(1)
             ));
             compact = last_missing;
             records.retain(|r| r.revision > compact);
@@ -109,7 +112,7 @@ impl State {
     }
 
     fn compacted(&self, requested: i64) -> StoreError {
-        StoreError::Compacted { requested, oldest: self.compact_revision + 1, current: self.revision }
+        StoreError::Compacted { requested, oldest: self.compact_revision.saturating_add(1), current: self.revision }
     }
 
     /// The revision a read at `requested` (0: latest) is served at.
@@ -296,6 +299,18 @@ mod tests {
         let (_, compact, log, notes) = load(snapshot(9, 2, &[3, 4]));
         assert_eq!((compact, log), (9, vec![]));
         assert!(notes[0].contains("revision 5 to 9"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_revision_at_the_end_of_the_range_loads() {
+        // Found by the state_records fuzz target: one past i64::MAX overflowed.
+        assert_eq!(
+            load(snapshot(i64::MAX, i64::MAX - 1, &[i64::MAX])),
+            (i64::MAX, i64::MAX - 1, vec![i64::MAX], vec![])
+        );
+        let (revision, compact, log, notes) = load(snapshot(i64::MAX, 0, &[1]));
+        assert_eq!((revision, compact, log), (i64::MAX, i64::MAX, vec![]));
+        assert!(notes[0].contains(&format!("revision 2 to {}", i64::MAX)), "{notes:?}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub fn load_state(tables: StoredTables) -> (OpenReport, Vec<String>) {
     };
     let (state, report) = crate::services::state::load_snapshot(snapshot);
     let mut keys = Vec::new();
-    for at in [0, state.compact_revision() + 1, state.revision()] {
+    for at in [0, state.compact_revision().saturating_add(1), state.revision()] {
         if let Ok(page) = state.list("", "", at, 100_000) {
             for e in &page.entries {
                 let _ = state.get(&e.key, at);
@@ -171,7 +171,7 @@ pub fn load_state(tables: StoredTables) -> (OpenReport, Vec<String>) {
             }
         }
     }
-    let _ = state.records(state.compact_revision() + 1, state.revision(), 100_000);
+    let _ = state.records(state.compact_revision().saturating_add(1), state.revision(), 100_000);
     (report, keys)
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod call;
 pub mod codec;
+pub mod dynamic;
 pub mod framing;
 mod invoker;
 pub mod method;

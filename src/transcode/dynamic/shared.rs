@@ -1,0 +1,173 @@
+//! What the descriptor-driven codec shares with the generated (pbjson) path, in one place:
+//! the number reader, the bytes reader, the text writer, and the well-known types, whose
+//! JSON forms are special and are written and read by the very impls the generated code
+//! uses. Sharing them is what makes both paths print the same bytes.
+
+use prost_reflect::{DynamicMessage, MessageDescriptor};
+use serde::de::{self, Deserialize, Deserializer};
+use serde::ser::{self, Serialize, Serializer};
+
+pub(super) use crate::transcode::number::NumberDeserialize;
+pub(super) use pbjson::private::BytesDeserialize;
+
+/// Writes `value` as compact JSON with the generated path's number formatting.
+pub(super) fn to_writer<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    crate::transcode::codec::write_json(value, out)
+}
+
+/// A message type whose JSON form is not the general object rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WellKnown {
+    Any,
+    Timestamp,
+    Duration,
+    Struct,
+    Value,
+    ListValue,
+    FieldMask,
+    Empty,
+    DoubleValue,
+    FloatValue,
+    Int64Value,
+    UInt64Value,
+    Int32Value,
+    UInt32Value,
+    BoolValue,
+    StringValue,
+    BytesValue,
+}
+
+impl WellKnown {
+    /// The well-known type named `full_name`, if it is one.
+    pub(super) fn of(full_name: &str) -> Option<Self> {
+        Some(match full_name.strip_prefix("google.protobuf.")? {
+            "Any" => Self::Any,
+            "Timestamp" => Self::Timestamp,
+            "Duration" => Self::Duration,
+            "Struct" => Self::Struct,
+            "Value" => Self::Value,
+            "ListValue" => Self::ListValue,
+            "FieldMask" => Self::FieldMask,
+            "Empty" => Self::Empty,
+            "DoubleValue" => Self::DoubleValue,
+            "FloatValue" => Self::FloatValue,
+            "Int64Value" => Self::Int64Value,
+            "UInt64Value" => Self::UInt64Value,
+            "Int32Value" => Self::Int32Value,
+            "UInt32Value" => Self::UInt32Value,
+            "BoolValue" => Self::BoolValue,
+            "StringValue" => Self::StringValue,
+            "BytesValue" => Self::BytesValue,
+            _ => return None,
+        })
+    }
+
+    /// Whether JSON `null` is a value of this type (rather than "unset").
+    pub(super) fn takes_null(self) -> bool {
+        self == Self::Value
+    }
+}
+
+/// Runs `$body` with `$t` bound to the generated Rust type of well-known type `$wkt`.
+macro_rules! with_type {
+    ($wkt:expr, $t:ident => $body:expr) => {
+        match $wkt {
+            WellKnown::Any => {
+                type $t = pbjson_types::Any;
+                $body
+            }
+            WellKnown::Timestamp => {
+                type $t = pbjson_types::Timestamp;
+                $body
+            }
+            WellKnown::Duration => {
+                type $t = pbjson_types::Duration;
+                $body
+            }
+            WellKnown::Struct => {
+                type $t = pbjson_types::Struct;
+                $body
+            }
+            WellKnown::Value => {
+                type $t = pbjson_types::Value;
+                $body
+            }
+            WellKnown::ListValue => {
+                type $t = pbjson_types::ListValue;
+                $body
+            }
+            WellKnown::FieldMask => {
+                type $t = pbjson_types::FieldMask;
+                $body
+            }
+            WellKnown::Empty => {
+                type $t = pbjson_types::Empty;
+                $body
+            }
+            WellKnown::DoubleValue => {
+                type $t = pbjson_types::DoubleValue;
+                $body
+            }
+            WellKnown::FloatValue => {
+                type $t = pbjson_types::FloatValue;
+                $body
+            }
+            WellKnown::Int64Value => {
+                type $t = pbjson_types::Int64Value;
+                $body
+            }
+            WellKnown::UInt64Value => {
+                type $t = pbjson_types::UInt64Value;
+                $body
+            }
+            WellKnown::Int32Value => {
+                type $t = pbjson_types::Int32Value;
+                $body
+            }
+            WellKnown::UInt32Value => {
+                type $t = pbjson_types::UInt32Value;
+                $body
+            }
+            WellKnown::BoolValue => {
+                type $t = pbjson_types::BoolValue;
+                $body
+            }
+            WellKnown::StringValue => {
+                type $t = pbjson_types::StringValue;
+                $body
+            }
+            WellKnown::BytesValue => {
+                type $t = pbjson_types::BytesValue;
+                $body
+            }
+        }
+    };
+}
+
+/// Writes `message`, of well-known type `wkt`, with the generated type's impl.
+pub(super) fn serialize_well_known<S: Serializer>(
+    wkt: WellKnown,
+    message: &DynamicMessage,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    with_type!(wkt, T => {
+        let value: T = message.transcode_to().map_err(ser::Error::custom)?;
+        value.serialize(serializer)
+    })
+}
+
+/// Reads a message of well-known type `wkt` (described by `desc`) with the generated
+/// type's impl.
+pub(super) fn deserialize_well_known<'de, D: Deserializer<'de>>(
+    wkt: WellKnown,
+    desc: &MessageDescriptor,
+    deserializer: D,
+) -> Result<DynamicMessage, D::Error> {
+    with_type!(wkt, T => transcode::<T, D::Error>(desc, T::deserialize(deserializer)?))
+}
+
+fn transcode<T: prost::Message, E: de::Error>(desc: &MessageDescriptor, value: T) -> Result<DynamicMessage, E> {
+    let mut message = DynamicMessage::new(desc.clone());
+    message.transcode_from(&value).map_err(E::custom)?;
+    Ok(message)
+}

@@ -51,6 +51,7 @@ mod middleware;
 pub mod pb;
 mod protocol;
 pub mod protojson;
+pub mod proxy;
 mod server;
 pub mod services;
 pub mod settings_file;

@@ -1,5 +1,9 @@
 //! Proxy mode against real gRPC servers in other languages (tests/upstream/): grpcio (Python)
 //! and @grpc/grpc-js (Node), started by the tests on port 0.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod discovery;
+mod forward;
+mod gateway;
 mod upstream;

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tonic::service::Routes;
+use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use super::descriptors::{Descriptors, DescriptorsError, OWN_SERVICES};
+use super::health;
 use super::reflect::{ReflectError, reflect};
 use super::target::{ChannelOptions, Target};
 use super::upstream::Upstream;
@@ -127,12 +129,32 @@ struct Entry {
     descriptors: Mutex<Descriptors>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     config: ProxyConfig,
     local: Descriptors,
     entries: Vec<Entry>,
     state: RwLock<Arc<State>>,
-    health: HealthReporter,
+    pub(super) health: HealthReporter,
+}
+
+impl Inner {
+    fn state(&self) -> Arc<State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The services routed to `upstream` now.
+    pub(super) fn services_of(&self, upstream: &Arc<Upstream>) -> Vec<String> {
+        let state = self.state();
+        state.routes.iter().filter(|(_, u)| Arc::ptr_eq(u, upstream)).map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Reports `upstream`'s services as serving or not, as its endpoints are.
+    pub(super) async fn report(&self, upstream: &Arc<Upstream>) {
+        let status = if upstream.is_up() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        for service in self.services_of(upstream) {
+            self.health.set_service_status(service, status).await;
+        }
+    }
 }
 
 /// See the [module docs](self). Cheap to clone.
@@ -220,13 +242,29 @@ impl Catalog {
         }
         let state = build_state(&local, &entries, Conflicts::Fail)?;
         let inner = Arc::new(Inner { config, local, entries, state: RwLock::new(Arc::new(state)), health });
-        let catalog = Self { inner };
-        catalog.report_services().await;
-        Ok(catalog)
+        for entry in &inner.entries {
+            inner.report(&entry.upstream).await;
+            let monitor = health::monitor(
+                Arc::downgrade(&inner),
+                entry.upstream.clone(),
+                inner.config.health_interval,
+                inner.config.connect_timeout,
+            );
+            tokio::spawn(monitor);
+        }
+        if let Some(every) = inner.config.refresh_interval {
+            tokio::spawn(refresh_every(Arc::downgrade(&inner), every));
+        }
+        Ok(Self { inner })
     }
 
     pub(super) fn state(&self) -> Arc<State> {
-        self.inner.state.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner.state()
+    }
+
+    /// Each upstream's name and whether some endpoint of it is up.
+    pub fn upstreams(&self) -> Vec<(String, bool)> {
+        self.inner.entries.iter().map(|e| (e.upstream.name().to_owned(), e.upstream.is_up())).collect()
     }
 
     /// The method table of the JSON protocols: the generated entries, the local services'
@@ -270,15 +308,19 @@ impl Catalog {
                 failures.push(e.to_string());
             }
         }
-        self.report_services().await;
+        for entry in &inner.entries {
+            inner.report(&entry.upstream).await;
+        }
         failures
     }
+}
 
-    /// Sets the health of every upstream service to serving (their health checks correct it).
-    async fn report_services(&self) {
-        for (service, _) in self.routes() {
-            self.inner.health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
-        }
+/// Refreshes the catalog every `every` until it is gone.
+async fn refresh_every(inner: std::sync::Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else { return };
+        Catalog { inner }.refresh().await;
     }
 }
 

@@ -10,6 +10,7 @@
 mod body;
 pub mod catalog;
 pub mod descriptors;
+mod health;
 pub mod reflect;
 pub mod router;
 pub mod target;

@@ -56,11 +56,31 @@ pub enum ReflectError {
 }
 
 fn describe(status: &tonic::Status) -> String {
-    let message = status.message();
+    // A transport failure's status says "tcp connect error"; its causes say why.
+    let mut message = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message = if message.is_empty() { text } else { format!("{message}: {text}") };
+        }
+        source = s.source();
+    }
     match status.code() {
         Code::Unavailable if message.is_empty() => "it is unavailable".to_string(),
         Code::Unavailable => format!("it is unavailable: {message}"),
         code => format!("its reflection failed with {code:?}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_call_says_why_with_its_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let status = tonic::Status::from_error(Box::new(io));
+        let text = super::ReflectError::Call(status).to_string();
+        assert!(text.contains("connection refused"), "{text}");
     }
 }
 

@@ -46,7 +46,8 @@ pub struct Upstream {
     max_timeout: Option<Duration>,
 }
 
-struct Endpoint {
+/// One address of an upstream and what is known of it.
+pub(super) struct Endpoint {
     target: Target,
     channel: Channel,
     state: Mutex<EndpointState>,
@@ -54,8 +55,12 @@ struct Endpoint {
 
 #[derive(Default)]
 struct EndpointState {
+    /// Connection failures in a row.
     failures: u32,
+    /// While failing: not before this (see [`BACKOFF_MIN`]).
     retry_at: Option<Instant>,
+    /// When its health was last checked.
+    checked_at: Option<Instant>,
 }
 
 impl Upstream {
@@ -74,9 +79,18 @@ impl Upstream {
         &self.name
     }
 
-    /// A channel to one of its endpoints (the next in turn), for discovery and health checks.
+    /// A channel to one of its endpoints (the next in turn), for discovery.
     pub fn channel(&self) -> Channel {
         self.pick().channel.clone()
+    }
+
+    pub(super) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Whether some endpoint is not failing.
+    pub fn is_up(&self) -> bool {
+        self.endpoints.iter().any(|e| e.state().failures == 0)
     }
 
     fn pick(&self) -> &Endpoint {
@@ -141,16 +155,42 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn succeeded(&self) {
-        *self.state() = EndpointState::default();
+    pub(super) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
-    fn failed(&self) {
+    pub(super) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// When its health should next be checked: `interval` after the last check, or, while
+    /// it fails, when its backoff ends.
+    pub(super) fn check_due(&self, interval: Duration) -> Instant {
+        let state = self.state();
+        match (state.retry_at, state.checked_at) {
+            (Some(at), _) => at,
+            (None, Some(checked)) => checked + interval,
+            (None, None) => Instant::now(),
+        }
+    }
+
+    pub(super) fn succeeded(&self) {
+        let mut state = self.state();
+        if state.failures > 0 {
+            tracing::info!(target = %self.target, "upstream endpoint is back");
+        }
+        *state = EndpointState { checked_at: Some(Instant::now()), ..EndpointState::default() };
+    }
+
+    pub(super) fn failed(&self) {
         let mut state = self.state();
         let backoff = BACKOFF_MIN.saturating_mul(1 << state.failures.min(16)).min(BACKOFF_MAX);
         state.failures = state.failures.saturating_add(1);
         state.retry_at = Some(Instant::now() + backoff);
-        tracing::warn!(target = %self.target, retry_in = ?backoff, "upstream endpoint failed");
+        state.checked_at = Some(Instant::now());
+        if state.failures == 1 {
+            tracing::warn!(target = %self.target, "upstream endpoint failed");
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Proxy mode against real gRPC servers in other languages (tests/upstream/): grpcio (Python)
 //! and @grpc/grpc-js (Node), started by the tests on port 0.
 
+mod clients;
 #[path = "../common/mod.rs"]
 mod common;
 mod discovery;
 mod forward;
 mod gateway;
+mod parity;
 mod upstream;

@@ -4,7 +4,9 @@
 mod clients;
 #[path = "../common/mod.rs"]
 mod common;
+mod backpressure;
 mod discovery;
+mod failures;
 mod forward;
 mod gateway;
 mod parity;

@@ -138,6 +138,13 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// A plain unary call, without metadata.
+pub fn unary_case() -> Case {
+    let mut c = case::<SimpleRequest, SimpleResponse>("unary", "UnaryCall", RpcKind::Unary, vec![SimpleRequest::default()]);
+    c.metadata.clear();
+    c
+}
+
 async fn outcomes(up: &Upstream, portway: &Proxied, case: &Case) -> Vec<(String, Outcome)> {
     let clients = clients::all(&up.url(), &portway.url(), portway.addr);
     let calls = clients

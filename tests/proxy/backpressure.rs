@@ -45,7 +45,10 @@ async fn a_websocket_client_without_credit_holds_the_upstream_back() {
         assert_eq!(next_frame(&mut ws).await["type"], "message");
         // 26 MiB asked for; what the windows and buffers on the way hold is a small part.
         let held = settled(&mut up, Duration::from_secs(1)).await;
-        assert!(held < MESSAGES / 4, "{lang:?}: the upstream sent {held} of {MESSAGES} messages to a client with no credit");
+        assert!(
+            held < MESSAGES / 4,
+            "{lang:?}: the upstream sent {held} of {MESSAGES} messages to a client with no credit"
+        );
 
         eprintln!("{lang:?}: the upstream sent {held} of {MESSAGES} while the client granted no credit");
         // Granting credit lets the rest through: the stream was held, not broken.

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use portway::Config;
+use portway::pb::grpc::health::v1::HealthCheckRequest;
 use portway::pb::grpc::health::v1::health_check_response::ServingStatus;
 use portway::pb::grpc::health::v1::health_client::HealthClient;
-use portway::pb::grpc::health::v1::HealthCheckRequest;
 use portway::pb::grpc::testing::test_service_client::TestServiceClient;
 use portway::pb::grpc::testing::{ResponseParameters, SimpleRequest, StreamingOutputCallRequest};
 use portway::proxy::{ProxyConfig, UpstreamConfig};
@@ -39,8 +39,7 @@ fn slow_stream(n: usize) -> StreamingOutputCallRequest {
 /// Waits until portway's health service reports `service` as `want`.
 async fn health_becomes(portway: &Proxied, service: &str, want: ServingStatus) {
     let mut health = HealthClient::new(portway.channel().await);
-    let mut watch =
-        health.watch(HealthCheckRequest { service: service.into() }).await.expect("watch").into_inner();
+    let mut watch = health.watch(HealthCheckRequest { service: service.into() }).await.expect("watch").into_inner();
     loop {
         let status = tokio::time::timeout(Duration::from_secs(30), watch.message())
             .await

@@ -140,7 +140,8 @@ fn cases() -> Vec<Case> {
 
 /// A plain unary call, without metadata.
 pub fn unary_case() -> Case {
-    let mut c = case::<SimpleRequest, SimpleResponse>("unary", "UnaryCall", RpcKind::Unary, vec![SimpleRequest::default()]);
+    let mut c =
+        case::<SimpleRequest, SimpleResponse>("unary", "UnaryCall", RpcKind::Unary, vec![SimpleRequest::default()]);
     c.metadata.clear();
     c
 }

@@ -6,8 +6,10 @@
 //
 //     node server.mjs [--port N | --unix PATH] [--echo v1|v2]
 //
-// Prints `listening PORT` (or `listening unix:PATH`) once it serves, and `sent N` for every
-// message a server stream sends. Stops on SIGTERM or when stdin closes.
+// Prints `listening PORT` (or `listening unix:PATH`) once it serves, `sent N` for every
+// message a server stream sends, and `cancelled` when a server stream's client went away. A
+// call with the metadata `x-upstream-deadline-ms` gets back, in that initial metadata, the
+// time it had left (ms, or `none`). Stops on SIGTERM or when stdin closes.
 
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +29,8 @@ const { values: args } = parseArgs({
 const ECHO_INITIAL = "x-grpc-test-echo-initial";
 const ECHO_TRAILING = "x-grpc-test-echo-trailing-bin";
 const WANT_DETAILS = "x-upstream-details";
+// Asks for the call's remaining time (ms, or `none`) in this initial metadata key.
+const REPORT_DEADLINE = "x-upstream-deadline-ms";
 
 const definition = protoLoader.loadSync(
   ["grpc/testing/test.proto", "portway/upstream/echo.proto"],
@@ -44,11 +48,15 @@ const loaded = grpc.loadPackageDefinition(definition);
 /// Sends the interop echo: the initial value at once, the trailing one with the status.
 function echo(call) {
   const initial = call.metadata.get(ECHO_INITIAL);
-  if (initial.length > 0) {
-    const md = new grpc.Metadata();
-    md.set(ECHO_INITIAL, initial[0]);
-    call.sendMetadata(md);
+  const md = new grpc.Metadata();
+  if (initial.length > 0) md.set(ECHO_INITIAL, initial[0]);
+  if (call.metadata.get(REPORT_DEADLINE).length > 0) {
+    const deadline = call.getDeadline();
+    // A Date or a time in ms since the epoch; Infinity without a deadline.
+    const left = (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
+    md.set(REPORT_DEADLINE, Number.isFinite(left) ? String(Math.floor(left)) : "none");
   }
+  if (Object.keys(md.getMap()).length > 0) call.sendMetadata(md);
   const trailers = new grpc.Metadata();
   const trailing = call.metadata.get(ECHO_TRAILING);
   if (trailing.length > 0) trailers.set(ECHO_TRAILING, trailing[0]);
@@ -97,6 +105,7 @@ const testService = {
   },
   async streamingOutputCall(call) {
     const trailers = echo(call);
+    call.on("cancelled", () => console.log("cancelled"));
     let sent = 0;
     for (const p of call.request.responseParameters || []) {
       if (p.intervalUs) await sleep(p.intervalUs);

@@ -7,7 +7,9 @@ RPC kinds, the interop metadata echo, any status on request), `portway.upstream.
 
 Prints `listening PORT` (or `listening unix:PATH`) once it serves, and, for every message a
 server stream sends, `sent N` (N counts that stream's messages), so a test can watch how far
-a stream got. Stops on SIGTERM or when stdin closes.
+a stream got, and `cancelled` when a server stream's client went away. A call with the
+metadata `x-upstream-deadline-ms` gets back, in that initial metadata, the time it had left
+(ms, or `none`). Stops on SIGTERM or when stdin closes.
 """
 
 import argparse
@@ -50,6 +52,8 @@ ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 # Asks for a `google.rpc.Status` with one detail (a grpc.testing.Empty) on an error status.
 WANT_DETAILS = "x-upstream-details"
+# Asks for the call's remaining time (ms, or `none`) in this initial metadata key.
+REPORT_DEADLINE = "x-upstream-deadline-ms"
 OUT = threading.Lock()
 
 
@@ -60,8 +64,16 @@ def say(line):
 
 def echo(context):
     md = dict(context.invocation_metadata())
+    initial = []
     if ECHO_INITIAL in md:
-        context.send_initial_metadata(((ECHO_INITIAL, md[ECHO_INITIAL]),))
+        initial.append((ECHO_INITIAL, md[ECHO_INITIAL]))
+    if REPORT_DEADLINE in md:
+        remaining = context.time_remaining()
+        # Without a deadline grpcio answers None, or a time of centuries.
+        unbounded = remaining is None or remaining > 1e7
+        initial.append((REPORT_DEADLINE, "none" if unbounded else str(int(remaining * 1000))))
+    if initial:
+        context.send_initial_metadata(tuple(initial))
     if ECHO_TRAILING in md:
         context.set_trailing_metadata(((ECHO_TRAILING, md[ECHO_TRAILING]),))
     return md
@@ -101,13 +113,19 @@ class TestService(test_pb2_grpc.TestServiceServicer):
 
     def StreamingOutputCall(self, request, context):
         md = echo(context)
+        finished = threading.Event()
+        # Runs when the call ends, however it ends: not finished means the client left.
+        context.add_callback(lambda: None if finished.is_set() else say("cancelled"))
         sent = 0
         for p in request.response_parameters:
             if p.interval_us:
                 time.sleep(p.interval_us / 1e6)
+            if not context.is_active():
+                return
             yield messages_pb2.StreamingOutputCallResponse(payload=payload(p.size))
             sent += 1
             say(f"sent {sent}")
+        finished.set()
         if request.response_status.code != 0:
             fail(context, md, request.response_status)
 

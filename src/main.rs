@@ -573,6 +573,7 @@ async fn refresh_on_sighup(catalog: Catalog) {
             for (service, upstream) in catalog.routes() {
                 tracing::info!(%service, %upstream, "proxying");
             }
+            tracing::info!("upstreams refreshed");
         }
     }
     #[cfg(not(unix))]

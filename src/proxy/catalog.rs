@@ -383,9 +383,14 @@ fn reflection_routes(files: &BTreeMap<String, Bytes>, names: &[&str]) -> Result<
         prost::encoding::bytes::encode(1, raw, &mut set);
     }
     let builder = || {
+        // Both reflection versions' own descriptors in both services: a client that lists
+        // every method (`buf curl --list-methods`) asks each for the other too.
         let mut b = tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
             .register_encoded_file_descriptor_set(&set)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
         for n in names {
             b = b.with_service_name(*n);
         }

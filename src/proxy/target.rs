@@ -116,7 +116,7 @@ mod tests {
             ("ftp://h:1", "http or unix"),
             ("http://h:1/x", "must not have a path"),
             ("https://h:1", "not supported yet"),
-            ("", "http or unix"),
+            ("", "not a URL"),
         ] {
             let err = bad.parse::<Target>().unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");

@@ -2,6 +2,7 @@
 //! and @grpc/grpc-js (Node), started by the tests on port 0.
 
 mod backpressure;
+mod binary;
 mod clients;
 #[path = "../common/mod.rs"]
 mod common;

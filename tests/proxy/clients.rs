@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use bytes::{Buf as _, BufMut as _, Bytes};
 use portway::transcode::RpcKind;
 use prost::Message as _;
+use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::{Code, Status};
 
 use crate::common::http::{self, Http, full};
 
@@ -429,9 +429,4 @@ pub fn all(upstream_url: &str, portway_url: &str, portway_addr: std::net::Socket
         Box::new(Connect { url: portway_url.to_owned(), version: Http::H2, json: true }),
         Box::new(WebSocket { addr: portway_addr }),
     ]
-}
-
-/// The code of a status, for messages.
-pub fn code_name(code: i32) -> String {
-    format!("{:?}", Code::from_i32(code))
 }

@@ -105,3 +105,35 @@ async fn a_descriptor_set_file_gives_the_same_services_as_reflection() {
     let junk = Descriptors::read(&dir.path().join("junk.binpb")).expect_err("not a descriptor set");
     assert!(junk.to_string().contains("is not a FileDescriptorSet"), "{junk}");
 }
+
+/// The methods of `portway.upstream.Echo` portway's own reflection describes.
+async fn echo_methods(portway: &crate::gateway::Proxied) -> Vec<String> {
+    let reflected = reflect(portway.channel().await, TIMEOUT).await.expect("portway's reflection");
+    let d = Descriptors::new(&reflected.services, reflected.files).expect("resolves");
+    d.schema.service_methods("portway.upstream.Echo").iter().map(|m| m.method().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_refresh_picks_up_a_new_method_on_demand_and_on_its_interval() {
+    for on_interval in [false, true] {
+        let mut up = Upstream::start(Lang::Node, &["--echo", "v1"]).await;
+        let mut proxy = portway::proxy::ProxyConfig::default();
+        proxy.upstreams = vec![portway::proxy::UpstreamConfig::new("node", vec![up.url().parse().expect("target")])];
+        proxy.refresh_interval = on_interval.then_some(Duration::from_millis(100));
+        let portway = crate::gateway::Proxied::with(proxy, portway::Config::default()).await;
+        assert_eq!(echo_methods(&portway).await, ["Say", "Reflect"]);
+
+        up.restart(&["--echo", "v2"]).await;
+        if on_interval {
+            // Polled, not slept on: the interval is what this waits for.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while echo_methods(&portway).await.len() < 3 {
+                assert!(tokio::time::Instant::now() < deadline, "no refresh within 20 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            assert_eq!(portway.catalog.refresh().await, Vec::<String>::new());
+        }
+        assert_eq!(echo_methods(&portway).await, ["Say", "Reflect", "Shout"], "on interval: {on_interval}");
+    }
+}

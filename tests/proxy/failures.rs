@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tonic::Code;
 
-use crate::clients::{self, Client as _};
+use crate::clients;
 use crate::common::http::guard;
 use crate::gateway::Proxied;
 use crate::upstream::{Lang, Upstream};

@@ -7,6 +7,7 @@ mod clients;
 #[path = "../common/mod.rs"]
 mod common;
 mod discovery;
+mod endpoints;
 mod failures;
 mod forward;
 mod gateway;

@@ -89,8 +89,8 @@ struct Args {
 /// (docs/proxy.md).
 #[derive(Debug, clap::Args)]
 struct ProxyArgs {
-    /// A gRPC server to serve through portway: `[NAME=]URL`, URL `http://HOST:PORT` or
-    /// `unix:/PATH` (repeatable). The same NAME given again adds an endpoint to that upstream
+    /// A gRPC server to serve through portway: `[NAME=]URL`, URL `http://HOST:PORT`,
+    /// `https://HOST:PORT` or `unix:/PATH` (repeatable). The same NAME given again adds an endpoint to that upstream
     /// (calls are balanced across them). Its services are found by server reflection, or
     /// read from --descriptor-set.
     #[arg(long = "upstream", env = "PORTWAY_UPSTREAMS", value_delimiter = ',', value_name = "[NAME=]URL")]
@@ -101,6 +101,12 @@ struct ProxyArgs {
     /// reflection: `[NAME=]FILE` (repeatable; NAME may be left out when there is one upstream).
     #[arg(long = "descriptor-set", env = "PORTWAY_DESCRIPTOR_SETS", value_delimiter = ',', value_name = "[NAME=]FILE")]
     descriptor_sets: Vec<String>,
+
+    /// The CA certificates (PEM) that sign an `https://` upstream's certificate: `[NAME=]FILE`
+    /// (repeatable; NAME may be left out when there is one upstream). Without one, the
+    /// system's roots.
+    #[arg(long = "upstream-ca", env = "PORTWAY_UPSTREAM_CAS", value_delimiter = ',', value_name = "[NAME=]FILE")]
+    upstream_cas: Vec<String>,
 
     /// Ask the upstreams for their services again every N seconds (also on SIGHUP); 0: only
     /// on SIGHUP.
@@ -127,9 +133,9 @@ impl ProxyArgs {
     /// The proxy configuration, or `None` without upstreams.
     fn config(&self, max_call_timeout: Option<Duration>) -> Result<Option<ProxyConfig>, String> {
         if self.upstreams.is_empty() {
-            return match self.descriptor_sets.is_empty() {
+            return match self.descriptor_sets.is_empty() && self.upstream_cas.is_empty() {
                 true => Ok(None),
-                false => Err("--descriptor-set describes an upstream: give the upstream with --upstream".into()),
+                false => Err("--descriptor-set and --upstream-ca describe an upstream: give it with --upstream".into()),
             };
         }
         let mut upstreams: Vec<UpstreamConfig> = Vec::new();
@@ -142,17 +148,18 @@ impl ProxyArgs {
                 None => upstreams.push(UpstreamConfig::new(name, vec![target])),
             }
         }
-        for given in &self.descriptor_sets {
-            let (name, file) = named(given);
-            let upstream = match name {
-                Some(name) => upstreams.iter_mut().find(|u| u.name == name),
-                None if upstreams.len() == 1 => upstreams.first_mut(),
-                None => {
-                    return Err(format!("--descriptor-set {file}: name its upstream (NAME={file}): there are several"));
-                }
-            };
-            let upstream = upstream.ok_or_else(|| format!("--descriptor-set {given}: no upstream has that name"))?;
-            upstream.descriptor_set = Some(PathBuf::from(file));
+        for (flag, values) in [("--descriptor-set", &self.descriptor_sets), ("--upstream-ca", &self.upstream_cas)] {
+            for given in values {
+                let (name, file) = named(given);
+                let upstream = match name {
+                    Some(name) => upstreams.iter_mut().find(|u| u.name == name),
+                    None if upstreams.len() == 1 => upstreams.first_mut(),
+                    None => return Err(format!("{flag} {file}: name its upstream (NAME={file}): there are several")),
+                };
+                let upstream = upstream.ok_or_else(|| format!("{flag} {given}: no upstream has that name"))?;
+                let slot = if flag == "--upstream-ca" { &mut upstream.ca } else { &mut upstream.descriptor_set };
+                *slot = Some(PathBuf::from(file));
+            }
         }
         let mut config = ProxyConfig::default();
         config.upstreams = upstreams;

@@ -34,12 +34,15 @@ pub struct UpstreamConfig {
     pub targets: Vec<Target>,
     /// Its descriptors from this file instead of its server reflection.
     pub descriptor_set: Option<PathBuf>,
+    /// The CA certificates (a PEM file) that sign its certificate, for `https://`
+    /// endpoints; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl UpstreamConfig {
     /// An upstream at `targets`, named `name`, discovered by reflection.
     pub fn new(name: impl Into<String>, targets: Vec<Target>) -> Self {
-        Self { name: name.into(), targets, descriptor_set: None }
+        Self { name: name.into(), targets, descriptor_set: None, ca: None }
     }
 }
 
@@ -88,6 +91,14 @@ pub enum CatalogError {
     /// Descriptors given for the local services are not usable.
     #[error("the local descriptors: {0}")]
     LocalDescriptors(DescriptorsError),
+    /// An upstream's TLS settings are not usable.
+    #[error("upstream {upstream}: {reason}")]
+    Tls {
+        /// The upstream.
+        upstream: String,
+        /// Why.
+        reason: String,
+    },
     /// An upstream could not be discovered.
     #[error(
         "upstream {upstream}: {reason}; portway needs its descriptors: start it first, or give them with --descriptor-set"
@@ -227,14 +238,24 @@ impl Catalog {
     /// `health` is the reporter of the mounted health service: the upstreams' services are
     /// reported there as their upstreams' health checks find them.
     pub async fn start(config: ProxyConfig, local: Local, health: HealthReporter) -> Result<Self, CatalogError> {
-        let channel = ChannelOptions { connect_timeout: config.connect_timeout, keepalive: config.keepalive };
+        let mut channel =
+            ChannelOptions { ca: None, connect_timeout: config.connect_timeout, keepalive: config.keepalive };
         let local = match local.descriptors {
             Some(d) => d,
             None => Descriptors::new(&[], BTreeMap::new()).map_err(CatalogError::LocalDescriptors)?,
         };
         let mut entries = Vec::new();
         for c in &config.upstreams {
-            let upstream = Arc::new(Upstream::new(&c.name, &c.targets, channel, config.max_call_timeout));
+            let tls = |reason: String| CatalogError::Tls { upstream: c.name.clone(), reason };
+            channel.ca = match &c.ca {
+                Some(path) => Some(
+                    std::fs::read(path).map_err(|e| tls(format!("cannot read the CA file {}: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            let upstream = Upstream::new(&c.name, &c.targets, &channel, config.max_call_timeout)
+                .map_err(|e| tls(e.to_string()))?;
+            let upstream = Arc::new(upstream);
             let descriptors = discover(c, &upstream, config.discovery_timeout)
                 .await
                 .map_err(|reason| CatalogError::Discovery { upstream: upstream.name().to_owned(), reason })?;

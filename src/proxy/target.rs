@@ -1,4 +1,5 @@
-//! Where an upstream listens (`http://HOST:PORT`, `unix:/PATH`), and the tonic channel to it.
+//! Where an upstream listens (`http://HOST:PORT`, `https://HOST:PORT`, `unix:/PATH`), and the
+//! tonic channel to it.
 //!
 //! A channel connects lazily, reconnects by itself after the connection drops (on the next
 //! call), and never waits longer than the connect timeout for a host that does not answer.
@@ -10,20 +11,23 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// One address of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// `http://HOST:PORT`: HTTP/2 over cleartext TCP (prior knowledge).
     Http(Uri),
+    /// `https://HOST:PORT`: HTTP/2 over TLS (ALPN `h2`), the server's certificate checked
+    /// against the upstream's CA if it has one, else the system's roots.
+    Https(Uri),
     /// `unix:/PATH` (or `unix:///PATH`): HTTP/2 over a Unix domain socket.
     Unix(PathBuf),
 }
 
 /// Why an address was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("`{given}` is not an upstream address ({reason}); use http://HOST:PORT or unix:/PATH")]
+#[error("`{given}` is not an upstream address ({reason}); use http://HOST:PORT, https://HOST:PORT or unix:/PATH")]
 pub struct TargetError {
     given: String,
     reason: &'static str,
@@ -42,18 +46,18 @@ impl FromStr for Target {
             return Ok(Self::Unix(PathBuf::from(path)));
         }
         let uri: Uri = s.parse().map_err(|_| err("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(err("TLS to upstreams is not supported yet")),
-            _ => return Err(err("the scheme must be http or unix")),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(err("the scheme must be http, https or unix")),
+        };
         if uri.authority().is_none_or(|a| a.port_u16().is_none()) {
             return Err(err("it needs a host and a port"));
         }
         if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
             return Err(err("it must not have a path"));
         }
-        Ok(Self::Http(uri))
+        Ok(if tls { Self::Https(uri) } else { Self::Http(uri) })
     }
 }
 
@@ -61,14 +65,18 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Http(uri) => write!(f, "http://{}", uri.authority().map(|a| a.as_str()).unwrap_or_default()),
+            Self::Https(uri) => write!(f, "https://{}", uri.authority().map(|a| a.as_str()).unwrap_or_default()),
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
 
 /// How channels to upstreams connect.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ChannelOptions {
+    /// The CA certificates (PEM) that sign the upstream's certificate (`https://` only);
+    /// `None`: the system's roots.
+    pub ca: Option<Vec<u8>>,
     /// Longest wait for a connection.
     pub connect_timeout: Duration,
     /// HTTP/2 keepalive pings on idle connections, so a dead peer is noticed.
@@ -77,7 +85,7 @@ pub struct ChannelOptions {
 
 impl Target {
     /// A channel to this address; it connects on first use.
-    pub fn channel(&self, options: ChannelOptions) -> Channel {
+    pub fn channel(&self, options: &ChannelOptions) -> Result<Channel, TlsError> {
         let configure = |e: Endpoint| {
             e.connect_timeout(options.connect_timeout)
                 .tcp_nodelay(true)
@@ -85,8 +93,18 @@ impl Target {
                 .keep_alive_timeout(options.keepalive)
                 .keep_alive_while_idle(false)
         };
-        match self {
+        Ok(match self {
             Self::Http(uri) => configure(Endpoint::from(uri.clone())).connect_lazy(),
+            Self::Https(uri) => {
+                let tls = match &options.ca {
+                    Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                    None => ClientTlsConfig::new().with_native_roots(),
+                };
+                configure(Endpoint::from(uri.clone()))
+                    .tls_config(tls)
+                    .map_err(|e| TlsError(super::upstream::error_chain(&e)))?
+                    .connect_lazy()
+            }
             Self::Unix(path) => {
                 let path = path.clone();
                 // The URI is not used to connect; it names the authority of the requests.
@@ -96,9 +114,14 @@ impl Target {
                     async move { tokio::net::UnixStream::connect(path).await.map(TokioIo::new) }
                 }))
             }
-        }
+        })
     }
 }
+
+/// TLS settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("the TLS settings are not usable: {0}")]
+pub struct TlsError(String);
 
 #[cfg(test)]
 mod tests {
@@ -108,14 +131,14 @@ mod tests {
     fn addresses_parse_or_say_why_not() {
         assert_eq!("http://127.0.0.1:50051".parse::<Target>().unwrap().to_string(), "http://127.0.0.1:50051");
         assert_eq!("http://[::1]:9/".parse::<Target>().unwrap().to_string(), "http://[::1]:9");
+        assert_eq!("https://w.example:443".parse::<Target>().unwrap().to_string(), "https://w.example:443");
         assert_eq!("unix:/run/w.sock".parse::<Target>().unwrap(), Target::Unix("/run/w.sock".into()));
         assert_eq!("unix:///run/w.sock".parse::<Target>().unwrap(), Target::Unix("/run/w.sock".into()));
         for (bad, why) in [
             ("unix:w.sock", "must be absolute"),
             ("http://host", "a host and a port"),
-            ("ftp://h:1", "http or unix"),
+            ("ftp://h:1", "http, https or unix"),
             ("http://h:1/x", "must not have a path"),
-            ("https://h:1", "not supported yet"),
             ("", "not a URL"),
         ] {
             let err = bad.parse::<Target>().unwrap_err().to_string();

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use tower::ServiceExt as _;
 
 use super::body::{RequestFailure, UpstreamResponse, WatchedRequest};
-use super::target::{ChannelOptions, Target};
+use super::target::{ChannelOptions, Target, TlsError};
 use crate::middleware::deadline::{GRPC_TIMEOUT, format_grpc_timeout, parse_grpc_timeout};
 
 /// The shortest pause before an endpoint whose connection failed is tried again.
@@ -66,12 +66,17 @@ struct EndpointState {
 impl Upstream {
     /// An upstream called `name` at `targets` (one or more). `max_timeout` caps the
     /// deadline forwarded with each call (the gateway's `max_call_timeout`).
-    pub fn new(name: &str, targets: &[Target], options: ChannelOptions, max_timeout: Option<Duration>) -> Self {
+    pub fn new(
+        name: &str,
+        targets: &[Target],
+        options: &ChannelOptions,
+        max_timeout: Option<Duration>,
+    ) -> Result<Self, TlsError> {
         let endpoints = targets
             .iter()
-            .map(|t| Endpoint { target: t.clone(), channel: t.channel(options), state: Mutex::default() })
-            .collect();
-        Self { name: describe(name, targets).into(), endpoints, next: AtomicUsize::new(0), max_timeout }
+            .map(|t| Ok(Endpoint { target: t.clone(), channel: t.channel(options)?, state: Mutex::default() }))
+            .collect::<Result<_, TlsError>>()?;
+        Ok(Self { name: describe(name, targets).into(), endpoints, next: AtomicUsize::new(0), max_timeout })
     }
 
     /// How errors name it: `NAME (ADDRESS)`.

@@ -13,4 +13,5 @@ mod forward;
 mod gateway;
 mod parity;
 mod semantics;
+mod tls;
 mod upstream;

@@ -3,7 +3,7 @@ RPC kinds, the interop metadata echo, any status on request), `portway.upstream.
 (tests/upstream/proto/v1 or, with `--echo v2`, v2, which adds a method), server reflection
 (grpcio-reflection serves v1alpha only), and health checking.
 
-    python server.py [--port N | --unix PATH] [--echo v1|v2]
+    python server.py [--port N | --unix PATH] [--echo v1|v2] [--tls-cert PEM --tls-key PEM]
 
 Prints `listening PORT` (or `listening unix:PATH`) once it serves, and, for every message a
 server stream sends, `sent N` (N counts that stream's messages), so a test can watch how far
@@ -36,6 +36,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--unix")
 parser.add_argument("--echo", default="v1", choices=["v1", "v2"])
+parser.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM)")
+parser.add_argument("--tls-key", help="and this private key (PEM)")
 ARGS = parser.parse_args()
 GEN = tempfile.mkdtemp(prefix="portway-upstream-py-")
 gen.generate(
@@ -196,6 +198,10 @@ def main():
     if args.unix:
         server.add_insecure_port(f"unix:{args.unix}")
         where = f"unix:{args.unix}"
+    elif args.tls_cert:
+        with open(args.tls_key, "rb") as k, open(args.tls_cert, "rb") as c:
+            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        where = str(server.add_secure_port(f"127.0.0.1:{args.port}", credentials))
     else:
         where = str(server.add_insecure_port(f"127.0.0.1:{args.port}"))
     server.start()

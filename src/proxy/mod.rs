@@ -9,15 +9,21 @@
 
 mod body;
 pub mod catalog;
+mod config;
 pub mod descriptors;
 mod health;
+mod local;
+mod merge;
 pub mod reflect;
 pub mod router;
+mod state;
 pub mod target;
 pub mod upstream;
 
-pub use catalog::{Catalog, CatalogError, Local, ProxyConfig, UpstreamConfig};
+pub use catalog::{Catalog, CatalogError};
+pub use config::{ProxyConfig, UpstreamConfig};
 pub use descriptors::{Descriptors, DescriptorsError};
+pub use local::Local;
 pub use reflect::{ReflectError, Reflected, reflect};
 pub use router::ProxyRouter;
 pub use target::{Target, TargetError};

@@ -1,6 +1,7 @@
 //! The service at the bottom of the stack in proxy mode: each call goes to the upstream that
 //! offers its service, or to the local services; server reflection is answered from every
-//! service's descriptors (local and upstream), whoever would otherwise answer it.
+//! service's descriptors (local and upstream), and health for every service (see `merge`),
+//! whoever would otherwise answer them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use tonic::body::Body;
 use tower::{Service, ServiceExt as _};
 
 use super::catalog::Catalog;
+use super::merge;
 
 /// Routes calls to upstreams or to `local`; see the [module docs](self).
 #[derive(Clone)]
@@ -37,6 +39,7 @@ fn service_of(path: &str) -> &str {
 impl<S> Service<Request<Body>> for ProxyRouter<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
@@ -59,6 +62,10 @@ where
                     Err(never) => match never {},
                 }
             });
+        }
+        if service == merge::HEALTH {
+            let (catalog, local) = (self.catalog.clone(), self.local.clone());
+            return Box::pin(async move { Ok(merge::health(req, catalog, local).await) });
         }
         if let Some(upstream) = state.routes.get(service).cloned() {
             return Box::pin(async move { Ok(upstream.forward(req).await) });

@@ -1,88 +1,130 @@
-//! Reading canonical JSON into a dynamic message, by the rules the generated impls follow:
-//! either field name accepted (the JSON name or the proto name), unknown fields ignored,
-//! `null` for the field's default (except where `null` is a value: `google.protobuf.Value`
-//! and `NullValue`), a field or oneof given twice refused, numbers and bytes read by the
-//! generated code's own readers, well-known types by the generated types' impls.
+//! Reading canonical JSON straight into a binary message (no intermediate message), by the
+//! rules the generated impls follow: either field name accepted (the JSON name or the proto
+//! name), unknown fields ignored, `null` for the field's default (except where `null` is a
+//! value: `google.protobuf.Value` and `NullValue`), a field or oneof given twice refused,
+//! numbers and bytes read by the generated code's own readers, well-known types by the
+//! generated types' impls; defaults of fields without presence left out, as prost leaves them.
 
-use std::collections::HashMap;
 use std::fmt;
 
-use prost_reflect::{DynamicMessage, EnumDescriptor, Kind, MapKey, MessageDescriptor, Value};
 use serde::Deserialize;
 use serde::de::value::{StrDeserializer, UnitDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
-use super::plan::{Plans, Shape};
-use super::ser::takes_null;
+use super::plan::{FieldPlan, MessagePlan, Plans, Scalar, Shape};
 use super::shared::{BytesDeserialize, NumberDeserialize, deserialize_well_known};
+use super::wire::{FIXED32, FIXED64, LEN, VARINT, put_key, put_len, put_varint, zigzag32, zigzag64};
 
-/// Reads one message of type `desc`.
+/// One value, encoded.
+enum Out {
+    Varint(u64),
+    Fixed32(u32),
+    Fixed64(u64),
+    Bytes(Vec<u8>),
+}
+
+impl Out {
+    fn wire_type(&self) -> u8 {
+        match self {
+            Out::Varint(_) => VARINT,
+            Out::Fixed32(_) => FIXED32,
+            Out::Fixed64(_) => FIXED64,
+            Out::Bytes(_) => LEN,
+        }
+    }
+
+    /// Writes the value alone (a packed element).
+    fn put(&self, buf: &mut Vec<u8>) {
+        match self {
+            Out::Varint(v) => put_varint(buf, *v),
+            Out::Fixed32(v) => buf.extend_from_slice(&v.to_le_bytes()),
+            Out::Fixed64(v) => buf.extend_from_slice(&v.to_le_bytes()),
+            Out::Bytes(b) => {
+                put_varint(buf, b.len() as u64);
+                buf.extend_from_slice(b);
+            }
+        }
+    }
+
+    /// Writes the value as field `number`.
+    fn put_field(&self, buf: &mut Vec<u8>, number: u32) {
+        put_key(buf, number, self.wire_type());
+        self.put(buf);
+    }
+
+    /// Whether it is its type's default (prost leaves those out for fields without presence,
+    /// `-0.0` included).
+    fn is_default(&self, t: &Scalar) -> bool {
+        match (t, self) {
+            (Scalar::Float, Out::Fixed32(v)) => f32::from_bits(*v) == 0.0,
+            (Scalar::Double, Out::Fixed64(v)) => f64::from_bits(*v) == 0.0,
+            (_, Out::Varint(v) | Out::Fixed64(v)) => *v == 0,
+            (_, Out::Fixed32(v)) => *v == 0,
+            (_, Out::Bytes(b)) => b.is_empty(),
+        }
+    }
+}
+
+/// Reads one message of the type planned at `index`; returns its encoding.
 pub(super) struct MessageSeed<'a> {
-    pub(super) desc: &'a MessageDescriptor,
     pub(super) plans: &'a Plans,
+    pub(super) index: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
-    type Value = DynamicMessage;
+    type Value = Vec<u8>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<DynamicMessage, D::Error> {
-        let plan = self.plans.get(self.desc);
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let plan = self.plans.get(self.index);
         if let Some(wkt) = plan.well_known {
-            return deserialize_well_known(wkt, self.desc, deserializer);
+            return deserialize_well_known(wkt, deserializer);
         }
-        deserializer.deserialize_map(MessageVisitor { seed: self })
+        deserializer.deserialize_map(MessageVisitor { plans: self.plans, plan })
     }
 }
 
 struct MessageVisitor<'a> {
-    seed: MessageSeed<'a>,
+    plans: &'a Plans,
+    plan: &'a MessagePlan,
 }
 
 impl<'de> Visitor<'de> for MessageVisitor<'_> {
-    type Value = DynamicMessage;
+    type Value = Vec<u8>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "struct {}", self.seed.desc.full_name())
+        write!(f, "struct {}", self.plan.full_name)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DynamicMessage, A::Error> {
-        let plans = self.seed.plans;
-        let plan = plans.get(self.seed.desc);
-        let mut message = DynamicMessage::new(self.seed.desc.clone());
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<u8>, A::Error> {
+        let plan = self.plan;
+        let mut out = Vec::new();
         // Which fields, and which oneofs, were given a value (not `null`) already.
         let mut seen = vec![false; plan.fields.len()];
-        let mut oneof_seen: Vec<bool> = Vec::new();
-        while let Some(key) = map.next_key_seed(KeySeed { by_name: &plan.by_name })? {
-            let Some(index) = key else {
+        let mut oneof_seen = vec![false; plan.oneofs];
+        while let Some(key) = map.next_key_seed(KeySeed { plan })? {
+            let Some(i) = key else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let f = &plan.fields[index];
-            let duplicate = seen[index] || f.oneof.is_some_and(|o| oneof_seen.get(o).copied().unwrap_or(false));
-            if duplicate {
+            let f = &plan.fields[i];
+            if seen[i] || f.oneof.is_some_and(|o| oneof_seen[o]) {
                 // serde's `duplicate_field` wants a `&'static str`; these names are not.
                 return Err(de::Error::custom(format_args!("duplicate field `{}`", f.json_name)));
             }
-            let value = map.next_value_seed(FieldSeed { shape: &f.shape, plans })?;
-            let Some(value) = value else {
-                continue;
-            };
-            seen[index] = true;
-            if let Some(o) = f.oneof {
-                if oneof_seen.len() <= o {
-                    oneof_seen.resize(o + 1, false);
+            if map.next_value_seed(FieldSeed { plans: self.plans, field: f, out: &mut out })? {
+                seen[i] = true;
+                if let Some(o) = f.oneof {
+                    oneof_seen[o] = true;
                 }
-                oneof_seen[o] = true;
             }
-            message.try_set_field(&f.field, value).map_err(de::Error::custom)?;
         }
-        Ok(message)
+        Ok(out)
     }
 }
 
 /// A field name: the index of the field it names, or `None` for an unknown one.
 struct KeySeed<'a> {
-    by_name: &'a HashMap<Box<str>, usize>,
+    plan: &'a MessagePlan,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -101,85 +143,119 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.by_name.get(v).copied())
+        Ok(self.plan.field_named(v))
     }
 }
 
-/// A field's value: `None` where JSON gave `null` for a field whose type has no `null`.
+/// A field's value, written to `out`; `false` where JSON gave `null` for a field whose type
+/// has no `null` (the default: nothing written).
 struct FieldSeed<'a> {
-    shape: &'a Shape,
     plans: &'a Plans,
+    field: &'a FieldPlan,
+    out: &'a mut Vec<u8>,
+}
+
+impl FieldSeed<'_> {
+    fn singular(self, t: &Scalar, value: Out) -> bool {
+        if self.field.presence || !value.is_default(t) {
+            value.put_field(self.out, self.field.number);
+        }
+        true
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
-    type Value = Option<Value>;
+    type Value = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Value>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
         deserializer.deserialize_option(self)
     }
 }
 
 impl<'de> Visitor<'de> for FieldSeed<'_> {
-    type Value = Option<Value>;
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a field value or null")
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Option<Value>, E> {
-        match self.shape {
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        match &self.field.shape {
             // A type that has `null` as a value takes it; for every other, `null` is the default.
-            Shape::Singular(kind) if takes_null(kind) => {
-                ValueSeed { kind, plans: self.plans }.deserialize(UnitDeserializer::<E>::new()).map(Some)
+            Shape::Singular(t) if t.takes_null(self.plans) => {
+                let value = ValueSeed { plans: self.plans, t }.deserialize(UnitDeserializer::<E>::new())?;
+                Ok(self.singular(t, value))
             }
-            _ => Ok(None),
+            _ => Ok(false),
         }
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Option<Value>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         self.visit_none()
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
-        let plans = self.plans;
-        match self.shape {
-            Shape::Singular(kind) => ValueSeed { kind, plans }.deserialize(d),
-            Shape::List(kind) => d.deserialize_seq(ListVisitor { kind, plans }),
-            Shape::Map(key, value) => d.deserialize_map(MapVisitor { key, value, plans }),
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        let (plans, field) = (self.plans, self.field);
+        match &field.shape {
+            Shape::Singular(t) => {
+                let value = ValueSeed { plans, t }.deserialize(d)?;
+                Ok(self.singular(t, value))
+            }
+            Shape::List(t) => {
+                d.deserialize_seq(ListVisitor { plans, t, number: field.number, packed: field.packed, out: self.out })?;
+                Ok(true)
+            }
+            Shape::Map(k, v) => {
+                d.deserialize_map(MapVisitor { plans, k, v, number: field.number, out: self.out })?;
+                Ok(true)
+            }
         }
-        .map(Some)
     }
 }
 
-/// One value of `kind` (a singular field, a list element or a map value).
+/// One value of type `t` (a singular field, a list element or a map value).
 struct ValueSeed<'a> {
-    kind: &'a Kind,
     plans: &'a Plans,
+    t: &'a Scalar,
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = Value;
+    type Value = Out;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Ok(match self.kind {
-            Kind::Double => Value::F64(NumberDeserialize::<f64>::deserialize(d)?.0),
-            Kind::Float => Value::F32(NumberDeserialize::<f32>::deserialize(d)?.0),
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(NumberDeserialize::<i32>::deserialize(d)?.0),
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(NumberDeserialize::<i64>::deserialize(d)?.0),
-            Kind::Uint32 | Kind::Fixed32 => Value::U32(NumberDeserialize::<u32>::deserialize(d)?.0),
-            Kind::Uint64 | Kind::Fixed64 => Value::U64(NumberDeserialize::<u64>::deserialize(d)?.0),
-            Kind::Bool => Value::Bool(bool::deserialize(d)?),
-            Kind::String => Value::String(String::deserialize(d)?),
-            Kind::Bytes => Value::Bytes(BytesDeserialize::<prost::bytes::Bytes>::deserialize(d)?.0),
-            Kind::Enum(e) => Value::EnumNumber(d.deserialize_any(EnumVisitor { desc: e })?),
-            Kind::Message(m) => Value::Message(MessageSeed { desc: m, plans: self.plans }.deserialize(d)?),
-        })
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Out, D::Error> {
+        match self.t {
+            Scalar::Message(m) => Ok(Out::Bytes(MessageSeed { plans: self.plans, index: *m }.deserialize(d)?)),
+            t => scalar(t, d),
+        }
     }
+}
+
+/// A value of a type that is not a message, encoded as prost encodes it.
+fn scalar<'de, D: Deserializer<'de>>(t: &Scalar, d: D) -> Result<Out, D::Error> {
+    Ok(match t {
+        Scalar::Double => Out::Fixed64(NumberDeserialize::<f64>::deserialize(d)?.0.to_bits()),
+        Scalar::Float => Out::Fixed32(NumberDeserialize::<f32>::deserialize(d)?.0.to_bits()),
+        Scalar::Int32 => Out::Varint(i64::from(NumberDeserialize::<i32>::deserialize(d)?.0) as u64),
+        Scalar::Sint32 => Out::Varint(zigzag32(NumberDeserialize::<i32>::deserialize(d)?.0)),
+        Scalar::Sfixed32 => Out::Fixed32(NumberDeserialize::<i32>::deserialize(d)?.0 as u32),
+        Scalar::Int64 => Out::Varint(NumberDeserialize::<i64>::deserialize(d)?.0 as u64),
+        Scalar::Sint64 => Out::Varint(zigzag64(NumberDeserialize::<i64>::deserialize(d)?.0)),
+        Scalar::Sfixed64 => Out::Fixed64(NumberDeserialize::<i64>::deserialize(d)?.0 as u64),
+        Scalar::Uint32 => Out::Varint(u64::from(NumberDeserialize::<u32>::deserialize(d)?.0)),
+        Scalar::Fixed32 => Out::Fixed32(NumberDeserialize::<u32>::deserialize(d)?.0),
+        Scalar::Uint64 => Out::Varint(NumberDeserialize::<u64>::deserialize(d)?.0),
+        Scalar::Fixed64 => Out::Fixed64(NumberDeserialize::<u64>::deserialize(d)?.0),
+        Scalar::Bool => Out::Varint(u64::from(bool::deserialize(d)?)),
+        Scalar::String => Out::Bytes(String::deserialize(d)?.into_bytes()),
+        Scalar::Bytes => Out::Bytes(BytesDeserialize::<Vec<u8>>::deserialize(d)?.0),
+        Scalar::Enum(e) => Out::Varint(i64::from(d.deserialize_any(EnumVisitor { desc: e })?) as u64),
+        Scalar::Message(_) => return Err(de::Error::custom("a message where a value belongs")),
+    })
 }
 
 /// An enum value: a known value's name, or any number (proto3 enums are open).
 struct EnumVisitor<'a> {
-    desc: &'a EnumDescriptor,
+    desc: &'a prost_reflect::EnumDescriptor,
 }
 
 impl<'de> Visitor<'de> for EnumVisitor<'_> {
@@ -220,66 +296,83 @@ impl<'de> Visitor<'de> for EnumVisitor<'_> {
     }
 }
 
-/// A repeated field's elements.
+/// A repeated field's elements, written packed where the field is.
 struct ListVisitor<'a> {
-    kind: &'a Kind,
     plans: &'a Plans,
+    t: &'a Scalar,
+    number: u32,
+    packed: bool,
+    out: &'a mut Vec<u8>,
 }
 
 impl<'de> Visitor<'de> for ListVisitor<'_> {
-    type Value = Value;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element_seed(ValueSeed { kind: self.kind, plans: self.plans })? {
-            values.push(v);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let packed = self.packed && self.t.packable();
+        let mut run = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed { plans: self.plans, t: self.t })? {
+            if packed {
+                v.put(&mut run);
+            } else {
+                v.put_field(self.out, self.number);
+            }
         }
-        Ok(Value::List(values))
+        if packed && !run.is_empty() {
+            put_len(self.out, self.number, &run);
+        }
+        Ok(())
     }
 }
 
-/// A map field's entries; keys are JSON strings, read by the key type's rules.
+/// A map field's entries (JSON keys read by the key type's rules), each written as an entry
+/// message.
 struct MapVisitor<'a> {
-    key: &'a Kind,
-    value: &'a Kind,
     plans: &'a Plans,
+    k: &'a Scalar,
+    v: &'a Scalar,
+    number: u32,
+    out: &'a mut Vec<u8>,
 }
 
 impl<'de> Visitor<'de> for MapVisitor<'_> {
-    type Value = Value;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = HashMap::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut entry = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let key = map_key::<A::Error>(self.key, &key)?;
-            let value = map.next_value_seed(ValueSeed { kind: self.value, plans: self.plans })?;
-            entries.insert(key, value);
+            let key = map_key::<A::Error>(self.k, &key)?;
+            let value = map.next_value_seed(ValueSeed { plans: self.plans, t: self.v })?;
+            entry.clear();
+            key.put_field(&mut entry, 1);
+            value.put_field(&mut entry, 2);
+            put_len(self.out, self.number, &entry);
         }
-        Ok(Value::Map(entries))
+        Ok(())
     }
 }
 
-fn map_key<E: de::Error>(kind: &Kind, key: &str) -> Result<MapKey, E> {
-    let d = || -> StrDeserializer<'_, E> { key.into_deserializer() };
-    Ok(match kind {
-        Kind::String => MapKey::String(key.to_owned()),
-        Kind::Bool => match key {
-            "true" => MapKey::Bool(true),
-            "false" => MapKey::Bool(false),
-            _ => return Err(E::invalid_value(de::Unexpected::Str(key), &"true or false")),
+fn map_key<E: de::Error>(t: &Scalar, key: &str) -> Result<Out, E> {
+    match t {
+        Scalar::String => Ok(Out::Bytes(key.as_bytes().to_vec())),
+        Scalar::Bool => match key {
+            "true" => Ok(Out::Varint(1)),
+            "false" => Ok(Out::Varint(0)),
+            _ => Err(E::invalid_value(de::Unexpected::Str(key), &"true or false")),
         },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => MapKey::I32(NumberDeserialize::<i32>::deserialize(d())?.0),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => MapKey::I64(NumberDeserialize::<i64>::deserialize(d())?.0),
-        Kind::Uint32 | Kind::Fixed32 => MapKey::U32(NumberDeserialize::<u32>::deserialize(d())?.0),
-        Kind::Uint64 | Kind::Fixed64 => MapKey::U64(NumberDeserialize::<u64>::deserialize(d())?.0),
-        _ => return Err(E::custom("a map key of a type protobuf does not allow")),
-    })
+        // A JSON key is a string: read it as a number's string form, as the generated code does.
+        t if t.packable() && !matches!(t, Scalar::Enum(_) | Scalar::Float | Scalar::Double) => {
+            let d: StrDeserializer<'_, E> = key.into_deserializer();
+            scalar(t, d)
+        }
+        _ => Err(E::custom("a map key of a type protobuf does not allow")),
+    }
 }

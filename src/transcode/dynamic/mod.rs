@@ -2,11 +2,12 @@
 //! a descriptor-set file, an embedder's `FILE_DESCRIPTOR_SET`), behind the same
 //! [`MessageCodec`] as the generated codecs, printing the same bytes for the same message.
 //!
-//! Messages are held as prost-reflect [`DynamicMessage`]s; the JSON is written and read by
-//! this module (`ser`, `de`), not by prost-reflect's own serde impls, which write fields in
-//! number order and maps in hash order, and read numbers and `null` by other rules than the
-//! generated code. What has a JSON rule of its own (numbers, bytes, the well-known types) is
-//! handed to the very code the generated path uses (`shared`).
+//! prost-reflect resolves the descriptors; the codec itself goes straight between JSON and
+//! the wire format (`ser`, `de`, by per-type plans computed once: `plan`), without building
+//! dynamic messages: prost-reflect's `DynamicMessage` and its serde impls cost four times the
+//! generated path, write fields in number order and maps in hash order, and read numbers and
+//! `null` by other rules than the generated code. What has a JSON rule of its own (numbers,
+//! bytes, the well-known types) is handed to the very code the generated path uses (`shared`).
 
 mod de;
 mod plan;
@@ -14,12 +15,12 @@ mod ser;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::sync::Arc;
 
-use prost::Message as _;
 use prost_reflect::prost_types::method_options::IdempotencyLevel;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor as ProtoMethod};
+use prost_reflect::{DescriptorPool, MessageDescriptor, MethodDescriptor as ProtoMethod};
 use serde::de::DeserializeSeed as _;
 
 use super::codec::{CodecError, MessageCodec, json_size_hint};
@@ -65,8 +66,14 @@ impl Schema {
 
     /// The codec of message type `type_name` (fully qualified, no leading dot).
     pub fn codec(&self, type_name: &str) -> Option<DynamicCodec> {
-        let desc = self.pool.get_message_by_name(type_name)?;
-        Some(DynamicCodec { desc, plans: self.plans.clone() })
+        let index = self.plans.index(type_name)?;
+        Some(DynamicCodec { plans: self.plans.clone(), index })
+    }
+
+    fn codec_of(&self, desc: &MessageDescriptor) -> Arc<dyn MessageCodec> {
+        // Every message of the pool has a plan.
+        let index = self.plans.index(desc.full_name()).unwrap_or_default();
+        Arc::new(DynamicCodec { plans: self.plans.clone(), index })
     }
 
     /// One method-table entry per method of every service, with codecs from these
@@ -92,17 +99,8 @@ impl Schema {
             Some(IdempotencyLevel::Idempotent) => Idempotency::Idempotent,
             _ => Idempotency::Unknown,
         };
-        let codec = |desc: MessageDescriptor| -> Arc<dyn MessageCodec> {
-            Arc::new(DynamicCodec { desc, plans: self.plans.clone() })
-        };
-        MethodDescriptor::new(
-            m.parent_service().full_name(),
-            m.name(),
-            kind,
-            idempotency,
-            codec(m.input()),
-            codec(m.output()),
-        )
+        let (input, output) = (self.codec_of(&m.input()), self.codec_of(&m.output()));
+        MethodDescriptor::new(m.parent_service().full_name(), m.name(), kind, idempotency, input, output)
     }
 
     /// Adds every method of these descriptors that `table` does not have yet: entries
@@ -119,32 +117,26 @@ impl Schema {
 /// The [`MessageCodec`] of one message type known from descriptors.
 #[derive(Clone)]
 pub struct DynamicCodec {
-    desc: MessageDescriptor,
     plans: Arc<Plans>,
-}
-
-impl DynamicCodec {
-    fn decode(&self, binary: &[u8]) -> Result<DynamicMessage, CodecError> {
-        DynamicMessage::decode(self.desc.clone(), binary)
-            .map_err(|e| CodecError(format!("invalid protobuf for {}: {e}", self.desc.full_name())))
-    }
+    index: usize,
 }
 
 impl MessageCodec for DynamicCodec {
     fn type_name(&self) -> &str {
-        self.desc.full_name()
+        &self.plans.get(self.index).full_name
     }
 
     fn json_to_binary(&self, json: &[u8]) -> Result<Vec<u8>, CodecError> {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Ok(Vec::new());
         }
-        let invalid = |e: serde_json::Error| CodecError(format!("invalid JSON for {}: {e}", self.desc.full_name()));
+        let invalid = |e: serde_json::Error| CodecError(format!("invalid JSON for {}: {e}", self.type_name()));
         let mut deserializer = serde_json::Deserializer::from_slice(json);
-        let message =
-            de::MessageSeed { desc: &self.desc, plans: &self.plans }.deserialize(&mut deserializer).map_err(invalid)?;
+        let binary = de::MessageSeed { plans: &self.plans, index: self.index }
+            .deserialize(&mut deserializer)
+            .map_err(invalid)?;
         deserializer.end().map_err(invalid)?;
-        Ok(message.encode_to_vec())
+        Ok(binary)
     }
 
     fn binary_to_json(&self, binary: &[u8]) -> Result<Vec<u8>, CodecError> {
@@ -154,14 +146,16 @@ impl MessageCodec for DynamicCodec {
     }
 
     fn binary_to_json_into(&self, binary: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let message = self.decode(binary)?;
-        shared::to_writer(&ser::MessageJson { message: &message, plans: &self.plans }, out)
-            .map_err(|e| CodecError(format!("cannot encode {} as JSON: {e}", self.desc.full_name())))
+        let message =
+            ser::MessageJson { plans: &self.plans, index: self.index, spans: ser::Spans::One(binary), depth: 0 };
+        // Writing valid protobuf as JSON cannot fail: every error is in the binary.
+        shared::to_writer(&message, out)
+            .map_err(|e| CodecError(format!("invalid protobuf for {}: {e}", self.type_name())))
     }
 }
 
 impl std::fmt::Debug for DynamicCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DynamicCodec").field(&self.desc.full_name()).finish()
+        f.debug_tuple("DynamicCodec").field(&self.type_name()).finish()
     }
 }

@@ -3,8 +3,8 @@
 //! JSON forms are special and are written and read by the very impls the generated code
 //! uses. Sharing them is what makes both paths print the same bytes.
 
-use prost_reflect::{DynamicMessage, MessageDescriptor};
-use serde::de::{self, Deserialize, Deserializer};
+use prost::Message as _;
+use serde::de::{Deserialize, Deserializer};
 use serde::ser::{self, Serialize, Serializer};
 
 pub(super) use crate::transcode::number::NumberDeserialize;
@@ -144,30 +144,23 @@ macro_rules! with_type {
     };
 }
 
-/// Writes `message`, of well-known type `wkt`, with the generated type's impl.
+/// Writes `binary`, a message of well-known type `wkt`, with the generated type's impl.
 pub(super) fn serialize_well_known<S: Serializer>(
     wkt: WellKnown,
-    message: &DynamicMessage,
+    binary: &[u8],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     with_type!(wkt, T => {
-        let value: T = message.transcode_to().map_err(ser::Error::custom)?;
+        let value = T::decode(binary).map_err(ser::Error::custom)?;
         value.serialize(serializer)
     })
 }
 
-/// Reads a message of well-known type `wkt` (described by `desc`) with the generated
-/// type's impl.
+/// Reads a message of well-known type `wkt` with the generated type's impl; returns its
+/// binary encoding.
 pub(super) fn deserialize_well_known<'de, D: Deserializer<'de>>(
     wkt: WellKnown,
-    desc: &MessageDescriptor,
     deserializer: D,
-) -> Result<DynamicMessage, D::Error> {
-    with_type!(wkt, T => transcode::<T, D::Error>(desc, T::deserialize(deserializer)?))
-}
-
-fn transcode<T: prost::Message, E: de::Error>(desc: &MessageDescriptor, value: T) -> Result<DynamicMessage, E> {
-    let mut message = DynamicMessage::new(desc.clone());
-    message.transcode_from(&value).map_err(E::custom)?;
-    Ok(message)
+) -> Result<Vec<u8>, D::Error> {
+    with_type!(wkt, T => Ok(T::deserialize(deserializer)?.encode_to_vec()))
 }

@@ -11,7 +11,7 @@ use clap::Parser;
 mod auth_args;
 use http::{HeaderName, HeaderValue};
 use portway::config::{AllowedOrigins, Config};
-use portway::proxy::{Catalog, Local, ProxyConfig, ProxyRouter, Target, UpstreamConfig};
+use portway::proxy::{Catalog, Local, ProxyConfig, Target, UpstreamConfig};
 use portway::services::ServiceOptions;
 use portway::services::state::{StateOptions, StorageKind};
 
@@ -533,8 +533,7 @@ async fn main() -> Result<(), Fatal> {
                 tracing::info!(%service, %upstream, "proxying");
             }
             tokio::spawn(refresh_on_sighup(catalog.clone()));
-            let methods = (*catalog.methods()).clone();
-            with_edge!(portway::Gateway::builder(ProxyRouter::new(mounted.routes, catalog)).config(config).methods(methods))
+            with_edge!(portway::Gateway::builder(mounted.routes).config(config).catalog(catalog))
         }
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;

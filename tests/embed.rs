@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::http::{self, Http, full, guard};
-use portway::proxy::{Catalog, ProxyRouter, reflect};
+use portway::proxy::reflect;
 use portway_example_greeter::hello::greeter_client::GreeterClient;
 use portway_example_greeter::hello::{HelloReply, HelloRequest};
 use portway_example_greeter::{FILE_DESCRIPTOR_SET, Greeter, GreeterServer};
@@ -17,12 +17,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// The gateway in front of `routes`, with the greeter's descriptors.
+/// The gateway in front of `routes`, with the greeter's descriptors: the documented way.
 async fn start(routes: Routes) -> common::TestServer {
-    let (reporter, _) = tonic_health::server::health_reporter();
-    let catalog = Catalog::local(&[FILE_DESCRIPTOR_SET], reporter).expect("catalog");
-    let methods = (*catalog.methods()).clone();
-    common::start_gateway(portway::Gateway::builder(ProxyRouter::new(routes, catalog)).methods(methods)).await
+    let builder = portway::Gateway::builder(routes).descriptors(&[FILE_DESCRIPTOR_SET]).expect("descriptors");
+    common::serve_gateway(builder.build()).await
 }
 
 #[tokio::test]

@@ -15,62 +15,15 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 use super::config::{ProxyConfig, UpstreamConfig};
-use super::descriptors::{Descriptors, DescriptorsError};
+use super::descriptors::Descriptors;
+pub use super::error::CatalogError;
 use super::health;
 use super::local::Local;
-use super::reflect::{ReflectError, reflect};
-use super::state::{Conflicts, State, build_state};
+use super::reflect::reflect;
+use super::state::{Conflicts, Entry, State, build_state};
 use super::target::ChannelOptions;
 use super::upstream::Upstream;
-use crate::transcode::MethodTable;
-
-/// Why the catalog could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    /// The local services' reflection failed.
-    #[error("asking the local services for their descriptors: {0}")]
-    Local(ReflectError),
-    /// Descriptors given for the local services are not usable.
-    #[error("the local descriptors: {0}")]
-    LocalDescriptors(DescriptorsError),
-    /// An upstream's TLS settings are not usable.
-    #[error("upstream {upstream}: {reason}")]
-    Tls {
-        /// The upstream.
-        upstream: String,
-        /// Why.
-        reason: String,
-    },
-    /// An upstream could not be discovered.
-    #[error(
-        "upstream {upstream}: {reason}; portway needs its descriptors: start it first, or give them with --descriptor-set"
-    )]
-    Discovery {
-        /// The upstream.
-        upstream: String,
-        /// Why.
-        reason: String,
-    },
-    /// Two places offer the same service.
-    #[error("service {service} is offered by {first} and by {second}: each service must have one home")]
-    Duplicate {
-        /// The service.
-        service: String,
-        /// Where it was found first.
-        first: String,
-        /// Where it was found again.
-        second: String,
-    },
-    /// The merged reflection service could not be built.
-    #[error("building the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-}
-
-pub(super) struct Entry {
-    pub(super) upstream: Arc<Upstream>,
-    config: UpstreamConfig,
-    pub(super) descriptors: Mutex<Descriptors>,
-}
+use crate::transcode::{MethodTable, SharedMethods};
 
 pub(super) struct Inner {
     config: ProxyConfig,
@@ -80,6 +33,8 @@ pub(super) struct Inner {
     pub(super) health: HealthReporter,
     /// portway's health service, over `health`.
     health_service: HealthServer<HealthService>,
+    /// The method table the gateway's JSON protocols read, replaced on refresh.
+    methods: SharedMethods,
 }
 
 impl Inner {
@@ -151,11 +106,22 @@ impl Catalog {
         let inner = &catalog.inner;
         for entry in &inner.entries {
             inner.report(&entry.upstream).await;
+            let (owner, upstream) = (Arc::downgrade(inner), entry.upstream.clone());
+            let report = move |_up: bool| {
+                let (owner, upstream) = (owner.clone(), upstream.clone());
+                async move {
+                    if let Some(inner) = owner.upgrade() {
+                        inner.report(&upstream).await;
+                    }
+                }
+            };
+            let interval = inner.config.health_interval;
             let monitor = health::monitor(
                 Arc::downgrade(inner),
                 entry.upstream.clone(),
-                inner.config.health_interval,
+                interval,
                 inner.config.connect_timeout,
+                report,
             );
             tokio::spawn(monitor);
         }
@@ -182,8 +148,10 @@ impl Catalog {
     ) -> Result<Self, CatalogError> {
         let state = build_state(&local, &entries, Conflicts::Fail)?;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
-        let inner =
-            Arc::new(Inner { config, local, entries, state: RwLock::new(Arc::new(state)), health, health_service });
+        let methods = SharedMethods::default();
+        methods.store(state.methods.clone());
+        let state = RwLock::new(Arc::new(state));
+        let inner = Arc::new(Inner { config, local, entries, state, health, health_service, methods });
         Ok(Self { inner })
     }
 
@@ -217,6 +185,11 @@ impl Catalog {
         self.state().methods.clone()
     }
 
+    /// The same table, as the gateway reads it: replaced whenever a refresh changes it.
+    pub fn shared_methods(&self) -> SharedMethods {
+        self.inner.methods.clone()
+    }
+
     /// The names of the upstream services, each with the upstream serving it.
     pub fn routes(&self) -> Vec<(String, String)> {
         let mut routes: Vec<(String, String)> =
@@ -246,7 +219,10 @@ impl Catalog {
             }
         }
         match build_state(&inner.local, &inner.entries, Conflicts::KeepFirst) {
-            Ok(state) => *inner.state.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state),
+            Ok(state) => {
+                inner.methods.store(state.methods.clone());
+                *inner.state.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "refresh: keeping the previous catalog");
                 failures.push(e.to_string());

@@ -2,20 +2,19 @@
 //! `grpc.health.v1.Health/Check` (an upstream without a health service counts as up when it
 //! answers at all) every `interval`, and an endpoint that failed is tried again when its
 //! backoff ends, so it rejoins the rotation once it is back even when no call comes. The
-//! upstream's services are reported to portway's health service as SERVING while some
+//! catalog reports the upstream's services to portway's health service as SERVING while some
 //! endpoint is, NOT_SERVING otherwise.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Code;
-use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus as Answer;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::catalog::Inner;
 use super::upstream::{Endpoint, Upstream};
 
 /// Whether `endpoint` answers its health check (within `timeout`) and says it serves.
@@ -33,8 +32,18 @@ async fn check(endpoint: &Endpoint, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// Checks `upstream`'s endpoints until the catalog is gone.
-pub(super) async fn monitor(catalog: Weak<Inner>, upstream: Arc<Upstream>, interval: Duration, timeout: Duration) {
+/// Checks `upstream`'s endpoints until `owner` is gone, calling `report(up)` whenever
+/// whether some endpoint is up changes (and once at first).
+pub(super) async fn monitor<T, F, Fut>(
+    owner: Weak<T>,
+    upstream: Arc<Upstream>,
+    interval: Duration,
+    timeout: Duration,
+    mut report: F,
+) where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut reported: Option<bool> = None;
     loop {
         for endpoint in upstream.endpoints() {
@@ -48,16 +57,14 @@ pub(super) async fn monitor(catalog: Weak<Inner>, upstream: Arc<Upstream>, inter
                 }
             }
         }
-        let Some(inner) = catalog.upgrade() else { return };
+        if owner.strong_count() == 0 {
+            return;
+        }
         let up = upstream.is_up();
         if reported != Some(up) {
-            let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
-            for service in inner.services_of(&upstream) {
-                inner.health.set_service_status(service, status).await;
-            }
+            report(up).await;
             reported = Some(up);
         }
-        drop(inner);
         let next = upstream.endpoints().iter().map(|e| e.check_due(interval)).min().unwrap_or_else(Instant::now);
         tokio::time::sleep_until(next.max(Instant::now() + Duration::from_millis(10))).await;
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::catalog::CatalogError;
 use super::descriptors::Descriptors;
+use super::error::CatalogError;
 use super::reflect::{ReflectError, reflect};
 
 /// The local services and descriptors a catalog starts from.

@@ -79,7 +79,7 @@ where
         if inner_knows {
             return match inner.oneshot(req).await {
                 Ok(resp) => resp,
-                Err(e) => tonic::Status::unavailable(super::upstream::error_chain(&*e.into())).into_http(),
+                Err(e) => tonic::Status::unavailable(super::error::error_chain(&*e.into())).into_http(),
             };
         }
         if catalog.describes(&service) {

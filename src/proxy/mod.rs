@@ -11,6 +11,7 @@ mod body;
 pub mod catalog;
 mod config;
 pub mod descriptors;
+mod error;
 mod health;
 mod local;
 mod merge;

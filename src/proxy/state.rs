@@ -2,15 +2,23 @@
 //! upstreams, the method table of the JSON protocols, and the merged reflection service.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tonic::service::Routes;
 
-use super::catalog::{CatalogError, Entry};
+use super::config::UpstreamConfig;
 use super::descriptors::{Descriptors, OWN_SERVICES};
+use super::error::CatalogError;
 use super::upstream::Upstream;
 use crate::transcode::MethodTable;
+
+/// One upstream of the catalog: its channels, its configuration, what it last said.
+pub(super) struct Entry {
+    pub(super) upstream: Arc<Upstream>,
+    pub(super) config: UpstreamConfig,
+    pub(super) descriptors: Mutex<Descriptors>,
+}
 
 /// What a call needs from the catalog, swapped whole on refresh.
 pub(super) struct State {

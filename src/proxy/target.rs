@@ -102,7 +102,7 @@ impl Target {
                 };
                 configure(Endpoint::from(uri.clone()))
                     .tls_config(tls)
-                    .map_err(|e| TlsError(super::upstream::error_chain(&e)))?
+                    .map_err(|e| TlsError(super::error::error_chain(&e)))?
                     .connect_lazy()
             }
             Self::Unix(path) => {

@@ -20,8 +20,9 @@ use tonic::transport::Channel;
 use tower::ServiceExt as _;
 
 use super::body::{RequestFailure, UpstreamResponse, WatchedRequest};
+use super::error::error_chain;
 use super::target::{ChannelOptions, Target, TlsError};
-use crate::middleware::deadline::{GRPC_TIMEOUT, format_grpc_timeout, parse_grpc_timeout};
+use crate::transcode::timeout::{GRPC_TIMEOUT, format_grpc_timeout, parse_grpc_timeout};
 
 /// The shortest pause before an endpoint whose connection failed is tried again.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -220,19 +221,4 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
-}
-
-/// An error and its causes, as one sentence (`transport error: connection refused`).
-pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -83,10 +83,9 @@ impl Binary {
         }
     }
 
-    pub fn signal(&self, signal: i32) {
-        let pid = self.child.id().expect("running") as i32;
-        // SAFETY-free: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id().expect("running") as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal portway");
     }
 }
 
@@ -162,15 +161,29 @@ async fn sighup_picks_up_a_new_method() {
     assert!(ok && methods.contains("portway.upstream.Echo/Say"), "{methods}");
     assert!(!methods.contains("portway.upstream.Echo/Shout"), "{methods}");
 
+    let shout = |url: String| async move {
+        let req = crate::common::http::request("POST", &format!("{url}/portway.upstream.Echo/Shout"))
+            .header("content-type", "application/json")
+            .body(crate::common::http::full(r#"{"text":"hi"}"#))
+            .expect("request");
+        crate::common::http::send(crate::common::http::Http::H1, req).await
+    };
+    let before = shout(portway.url()).await;
+    assert_eq!(before.status, 501, "{before:?}");
+    assert_eq!(before.json()["message"], "unknown method /portway.upstream.Echo/Shout");
+
     // A new version of the upstream, on the same address.
     up.restart(&["--echo", "v2"]).await;
-    portway.signal(libc::SIGHUP);
+    portway.signal(rustix::process::Signal::HUP);
     portway.wait_log("upstreams refreshed").await;
     let (ok, methods) = list(portway.url()).await;
     assert!(ok && methods.contains("portway.upstream.Echo/Shout"), "{methods}");
     let url = format!("{}/portway.upstream.Echo/Shout", portway.url());
     let (ok, out) = buf_curl(&["--protocol", "grpc", "-d", r#"{"text":"hi"}"#, &url]).await;
     assert!(ok && out.contains("HI"), "{out}");
+    // The JSON protocols know the new method too.
+    let after = shout(portway.url()).await;
+    assert_eq!(&after.body[..], br#"{"text":"HI","length":2}"#, "{after:?}");
 }
 
 #[tokio::test]

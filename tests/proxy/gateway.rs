@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use portway::Config;
-use portway::proxy::{Catalog, Local, ProxyConfig, ProxyRouter, UpstreamConfig};
+use portway::proxy::{Catalog, Local, ProxyConfig, UpstreamConfig};
 use portway::services::ServiceOptions;
 use portway::services::state::StateOptions;
 
@@ -39,10 +39,8 @@ impl Proxied {
         let mounted = portway::services::mount(&options).await.expect("mount");
         let local = Local::discover(mounted.routes.clone(), &[], Duration::from_secs(10)).await.expect("local");
         let catalog = Catalog::start(proxy, local, mounted.health.clone()).await.expect("catalog");
-        let builder = portway::Gateway::builder(ProxyRouter::new(mounted.routes, catalog.clone()))
-            .config(config)
-            .methods((*catalog.methods()).clone());
-        let server = common::start_gateway(builder).await;
+        let builder = portway::Gateway::builder(mounted.routes).config(config).catalog(catalog.clone());
+        let server = common::serve_gateway(builder.build()).await;
         Self { server, catalog }
     }
 }

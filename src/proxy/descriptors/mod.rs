@@ -13,7 +13,7 @@ use prost_reflect::prost_types::{FileDescriptorProto, FileDescriptorSet};
 
 use crate::transcode::dynamic::{Schema, SchemaError};
 
-use repair::{add_missing_imports, canonical_well_known_types, normalize};
+use repair::{add_missing_imports, canonical_well_known_types, normalize, qualified};
 
 mod repair;
 #[cfg(test)]
@@ -119,8 +119,4 @@ impl Descriptors {
         }
         Self::new(&services, files)
     }
-}
-
-pub(super) fn qualified(package: &str, name: &str) -> String {
-    if package.is_empty() { name.to_owned() } else { format!("{package}.{name}") }
 }

@@ -6,8 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use prost_reflect::DescriptorPool;
 use prost_reflect::prost_types::{DescriptorProto, FileDescriptorProto};
 
-use super::qualified;
-
 /// Replaces files that define the well-known types under a name of their own (@grpc/reflection
 /// puts them all in `google_protobuf.proto`) with protobuf's own files
 /// (`google/protobuf/timestamp.proto`, …): clients that link the well-known types (Go's
@@ -256,4 +254,9 @@ fn used(file: &FileDescriptorProto) -> Vec<String> {
     }
     out.extend(file.extension.iter().flat_map(|f| [f.type_name.clone(), f.extendee.clone()]).flatten());
     out
+}
+
+/// `package.name`, or `name` in the root package.
+pub(super) fn qualified(package: &str, name: &str) -> String {
+    if package.is_empty() { name.to_owned() } else { format!("{package}.{name}") }
 }

@@ -50,6 +50,7 @@ impl Schema {
 
     /// The descriptors of `pool`.
     pub fn from_pool(pool: DescriptorPool) -> Self {
+        super::codec::register_any_types();
         let plans = Arc::new(Plans::new(&pool));
         Self { pool, plans }
     }

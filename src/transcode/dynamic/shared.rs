@@ -7,13 +7,8 @@ use prost::Message as _;
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{self, Serialize, Serializer};
 
-pub(super) use crate::transcode::number::NumberDeserialize;
+pub(super) use crate::protojson::{NumberDeserialize, to_writer};
 pub(super) use pbjson::private::BytesDeserialize;
-
-/// Writes `value` as compact JSON with the generated path's number formatting.
-pub(super) fn to_writer<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    crate::transcode::codec::write_json(value, out)
-}
 
 /// A message type whose JSON form is not the general object rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,31 +68,31 @@ macro_rules! with_type {
     ($wkt:expr, $t:ident => $body:expr) => {
         match $wkt {
             WellKnown::Any => {
-                type $t = pbjson_types::Any;
+                type $t = crate::protojson::Any;
                 $body
             }
             WellKnown::Timestamp => {
-                type $t = pbjson_types::Timestamp;
+                type $t = crate::protojson::Timestamp;
                 $body
             }
             WellKnown::Duration => {
-                type $t = pbjson_types::Duration;
+                type $t = crate::protojson::Duration;
                 $body
             }
             WellKnown::Struct => {
-                type $t = pbjson_types::Struct;
+                type $t = crate::protojson::Struct;
                 $body
             }
             WellKnown::Value => {
-                type $t = pbjson_types::Value;
+                type $t = crate::protojson::Value;
                 $body
             }
             WellKnown::ListValue => {
-                type $t = pbjson_types::ListValue;
+                type $t = crate::protojson::ListValue;
                 $body
             }
             WellKnown::FieldMask => {
-                type $t = pbjson_types::FieldMask;
+                type $t = crate::protojson::FieldMask;
                 $body
             }
             WellKnown::Empty => {
@@ -105,39 +100,39 @@ macro_rules! with_type {
                 $body
             }
             WellKnown::DoubleValue => {
-                type $t = pbjson_types::DoubleValue;
+                type $t = crate::protojson::DoubleValue;
                 $body
             }
             WellKnown::FloatValue => {
-                type $t = pbjson_types::FloatValue;
+                type $t = crate::protojson::FloatValue;
                 $body
             }
             WellKnown::Int64Value => {
-                type $t = pbjson_types::Int64Value;
+                type $t = crate::protojson::Int64Value;
                 $body
             }
             WellKnown::UInt64Value => {
-                type $t = pbjson_types::UInt64Value;
+                type $t = crate::protojson::UInt64Value;
                 $body
             }
             WellKnown::Int32Value => {
-                type $t = pbjson_types::Int32Value;
+                type $t = crate::protojson::Int32Value;
                 $body
             }
             WellKnown::UInt32Value => {
-                type $t = pbjson_types::UInt32Value;
+                type $t = crate::protojson::UInt32Value;
                 $body
             }
             WellKnown::BoolValue => {
-                type $t = pbjson_types::BoolValue;
+                type $t = crate::protojson::BoolValue;
                 $body
             }
             WellKnown::StringValue => {
-                type $t = pbjson_types::StringValue;
+                type $t = crate::protojson::StringValue;
                 $body
             }
             WellKnown::BytesValue => {
-                type $t = pbjson_types::BytesValue;
+                type $t = crate::protojson::BytesValue;
                 $body
             }
         }

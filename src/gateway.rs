@@ -64,6 +64,8 @@ pub struct GatewayBuilder<S = Routes, L = Identity> {
     methods: Option<SharedMethods>,
     config: Config,
     metrics: Option<Arc<Metrics>>,
+    /// The upstreams `/healthz` reports (proxy mode).
+    upstreams: Option<web::Upstreams>,
 }
 
 impl Gateway {
@@ -79,6 +81,7 @@ impl Gateway {
             methods: None,
             config: Config::default(),
             metrics: None,
+            upstreams: None,
         }
     }
 
@@ -159,6 +162,10 @@ impl<S, L> GatewayBuilder<S, L> {
     /// health answered for all of them (see [`crate::proxy`]).
     pub fn catalog(self, catalog: Catalog) -> GatewayBuilder<ProxyRouter<S>, L> {
         let methods = catalog.shared_methods();
+        let upstreams: web::Upstreams = {
+            let catalog = catalog.clone();
+            Arc::new(move || catalog.upstreams())
+        };
         GatewayBuilder {
             service: ProxyRouter::new(self.service, catalog),
             layers: self.layers,
@@ -166,6 +173,7 @@ impl<S, L> GatewayBuilder<S, L> {
             methods: Some(methods),
             config: self.config,
             metrics: self.metrics,
+            upstreams: Some(upstreams),
         }
     }
 
@@ -207,6 +215,7 @@ impl<S, L> GatewayBuilder<S, L> {
             methods: self.methods,
             config: self.config,
             metrics: self.metrics,
+            upstreams: self.upstreams,
         }
     }
 
@@ -234,7 +243,7 @@ impl<S, L> GatewayBuilder<S, L> {
                 grpc_web: tonic_web::GrpcWebLayer::new().layer(stack.clone()),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
                 websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
-                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config)),
+                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),
                 grpc: stack,
                 metrics,
                 config,

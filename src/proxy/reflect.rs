@@ -69,18 +69,7 @@ fn describe(status: &tonic::Status) -> String {
     match status.code() {
         Code::Unavailable if message.is_empty() => "it is unavailable".to_string(),
         Code::Unavailable => format!("it is unavailable: {message}"),
-        code => format!("its reflection failed with {code:?}: {message}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_failed_call_says_why_with_its_causes() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let status = tonic::Status::from_error(Box::new(io));
-        let text = super::ReflectError::Call(status).to_string();
-        assert!(text.contains("connection refused"), "{text}");
+        code => format!("its reflection failed ({}): {message}", code.description()),
     }
 }
 
@@ -245,4 +234,15 @@ fn error_text(e: Box<dyn std::error::Error + Send + Sync>) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_call_says_why_with_its_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let status = tonic::Status::from_error(Box::new(io));
+        let text = super::ReflectError::Call(status).to_string();
+        assert!(text.contains("connection refused"), "{text}");
+    }
 }

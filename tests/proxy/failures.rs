@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tonic::Code;
 
 use crate::clients;
-use crate::common::http::guard;
+use crate::common::http::{self, guard};
 use crate::gateway::Proxied;
 use crate::upstream::{Lang, Upstream};
 
@@ -50,6 +50,18 @@ async fn health_becomes(portway: &Proxied, service: &str, want: ServingStatus) {
             return;
         }
     }
+}
+
+/// `GET /healthz` answers `code`, portway itself serving and the upstream `upstream`.
+async fn assert_healthz(portway: &Proxied, code: u16, upstream: &str) {
+    let req = http::request("GET", &format!("{}/healthz", portway.url())).body(http::full("")).expect("request");
+    let reply = http::send(http::Http::H1, req).await;
+    let body = String::from_utf8_lossy(&reply.body);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(reply.status.as_u16(), code, "{body}");
+    assert_eq!(lines.len(), 2, "{body}");
+    assert_eq!(lines[0], "SERVING", "{body}");
+    assert!(lines[1].starts_with("upstream worker ") && lines[1].ends_with(&format!("): {upstream}")), "{body}");
 }
 
 fn assert_names_the_upstream(status: &tonic::Status) {
@@ -98,6 +110,7 @@ async fn a_crash_during_a_stream_ends_it_unavailable_and_calls_succeed_once_it_i
         let down = guard(client.unary_call(SimpleRequest::default())).await.expect_err("the upstream is down");
         assert_names_the_upstream(&down);
         health_becomes(&portway, SERVICE, ServingStatus::NotServing).await;
+        assert_healthz(&portway, 503, "NOT_SERVING").await;
 
         up.restart(&[]).await;
         // Back: calls succeed again, on the same portway.
@@ -106,6 +119,7 @@ async fn a_crash_during_a_stream_ends_it_unavailable_and_calls_succeed_once_it_i
             .unwrap_or_else(|s| panic!("{lang:?}: after the restart: {s:?}"));
         assert_eq!(resp.into_inner().payload.expect("payload").body.len(), 3);
         health_becomes(&portway, SERVICE, ServingStatus::Serving).await;
+        assert_healthz(&portway, 200, "SERVING").await;
     }
 }
 

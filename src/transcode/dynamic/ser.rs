@@ -169,16 +169,6 @@ struct ScalarJson<'a> {
     raw: Raw<'a>,
 }
 
-fn non_finite(v: f64) -> &'static str {
-    if v.is_nan() {
-        "NaN"
-    } else if v > 0.0 {
-        "Infinity"
-    } else {
-        "-Infinity"
-    }
-}
-
 impl Serialize for ScalarJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // The conversions prost makes when it decodes these types.
@@ -202,16 +192,11 @@ impl Serialize for ScalarJson<'_> {
             (Scalar::Bool, Raw::Varint(v)) => s.serialize_bool(v != 0),
             (Scalar::Fixed32, Raw::Fixed32(v)) => s.serialize_u32(v),
             (Scalar::Sfixed32, Raw::Fixed32(v)) => s.serialize_i32(v as i32),
-            (Scalar::Float, Raw::Fixed32(v)) => match f32::from_bits(v) {
-                f if f.is_finite() => s.serialize_f32(f),
-                f => s.serialize_str(non_finite(f64::from(f))),
-            },
+            // Non-finite values as the mapping's strings: `protojson::to_writer` writes them.
+            (Scalar::Float, Raw::Fixed32(v)) => s.serialize_f32(f32::from_bits(v)),
             (Scalar::Fixed64, Raw::Fixed64(v)) => s.collect_str(&v),
             (Scalar::Sfixed64, Raw::Fixed64(v)) => s.collect_str(&(v as i64)),
-            (Scalar::Double, Raw::Fixed64(v)) => match f64::from_bits(v) {
-                f if f.is_finite() => s.serialize_f64(f),
-                f => s.serialize_str(non_finite(f)),
-            },
+            (Scalar::Double, Raw::Fixed64(v)) => s.serialize_f64(f64::from_bits(v)),
             (Scalar::String, Raw::Bytes(b)) => {
                 s.serialize_str(std::str::from_utf8(b).map_err(|_| S::Error::custom("a string that is not UTF-8"))?)
             }

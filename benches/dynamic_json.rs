@@ -4,7 +4,7 @@
 //! with MODE `pbjson` or `dynamic`, then divide the total by the count (docs/benchmarks.md).
 //!
 //! The same messages through the JSON codec generated from the protos (pbjson, the fast path)
-//! and through the descriptor-driven codec (prost-reflect dynamic messages, what proxy mode and
+//! and through the descriptor-driven codec (from run-time descriptors: what proxy mode and
 //! embedders' services use): binary → JSON (responses) and JSON → binary (requests), per call.
 
 use std::hint::black_box;
@@ -140,7 +140,7 @@ fn main() {
         v[v.len() / 2]
     };
     let (ma, mb) = (median(ta), median(tb));
-    println!("dynamic (prost-reflect): {ma:.0} ns per call (3 messages, each written and read)");
+    println!("dynamic (descriptors): {ma:.0} ns per call (3 messages, each written and read)");
     println!("pbjson (generated):      {mb:.0} ns per call");
     println!("dynamic / pbjson:        {:.2}", ma / mb);
 }

@@ -46,6 +46,7 @@
 mod address;
 pub mod config;
 mod gateway;
+pub mod logging;
 pub mod metrics;
 mod middleware;
 pub mod pb;
@@ -63,6 +64,8 @@ mod testing;
 
 pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
+pub use middleware::audit::CallerIdentity;
+pub use middleware::observe::ObserveLayer;
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
 pub use server::{Error, serve};

@@ -83,6 +83,9 @@ struct Args {
 
     #[command(flatten)]
     proxy: ProxyArgs,
+
+    #[command(flatten)]
+    observe: ObserveArgs,
 }
 
 /// Proxy mode: gRPC servers elsewhere, served on this port over every protocol
@@ -180,6 +183,26 @@ fn named(given: &str) -> (Option<&str>, &str) {
         Some((name, value)) if !name.is_empty() && !name.contains([':', '/']) => (Some(name), value),
         _ => (None, given),
     }
+}
+
+/// Logs, audit records and metrics (docs/observability.md). What is logged is chosen by
+/// `RUST_LOG` (default: `info,h2=warn,hyper=warn`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Logs and metrics")]
+struct ObserveArgs {
+    /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "PORTWAY_LOG_FORMAT", value_enum, default_value_t = portway::logging::LogFormat::Text)]
+    log_format: portway::logging::LogFormat,
+
+    /// Log one audit record per call (request id, protocol, method, peer, key id, duration,
+    /// status code), target `portway::audit`.
+    #[arg(long, env = "PORTWAY_AUDIT_LOG")]
+    audit_log: bool,
+
+    /// Also serve `/metrics` on this address (e.g. an address only the monitoring network
+    /// reaches). `/metrics` stays on the main port too.
+    #[arg(long, env = "PORTWAY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Connections: how many, and how long each phase may take (docs/robustness.md).
@@ -454,16 +477,12 @@ impl std::fmt::Debug for Fatal {
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),
-        )
-        .init();
     let args = match portway::settings_file::parse::<Args, _>(std::env::args_os(), "config") {
         Ok(args) => args,
         Err(portway::settings_file::ParseError::Clap(e)) => e.exit(),
         Err(e) => return Err(e.into()),
     };
+    portway::logging::init(args.observe.log_format, args.observe.audit_log);
 
     let mut config = Config::default();
     config.max_message_bytes = args.max_message_bytes;
@@ -513,15 +532,21 @@ async fn main() -> Result<(), Fatal> {
     let edge = args.auth.layers(args.max_message_bytes)?;
     let mounted = portway::services::mount(&options).await?;
 
-    // The edge layers (auth, rate limits) go on whichever stack serves.
+    let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
+    metrics.register(|registry| registry.register_collector(Box::new(mounted.state.metrics())));
+    let observe =
+        portway::ObserveLayer::new(&metrics, portway::metrics::calls::known_methods()).audit(args.observe.audit_log);
+    // The call metrics and the edge layers (auth, rate limits) go on whichever stack serves;
+    // the metrics outermost, so that calls the edge layers refuse are counted and audited too.
     macro_rules! with_edge {
-        ($builder:expr) => {
+        ($builder:expr) => {{
+            let builder = $builder.metrics(metrics.clone()).layer(observe);
             match edge {
-                None => $builder.build(),
-                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => $builder.layer(auth).layer(rate).build(),
-                Some(auth_args::EdgeLayers { auth: None, rate }) => $builder.layer(rate).build(),
+                None => builder.build(),
+                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.layer(auth).layer(rate).build(),
+                Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
             }
-        };
+        }};
     }
     let proxy = args.proxy.config(config.max_call_timeout)?;
     let gateway = match proxy {
@@ -539,6 +564,11 @@ async fn main() -> Result<(), Fatal> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, url = %format_args!("http://{address}/"), interop = args.interop, "portway listening");
+    if let Some(addr) = args.observe.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_failed(addr, &e))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics listening");
+        tokio::spawn(portway::metrics::serve(listener, metrics));
+    }
     portway::serve(listener, gateway, shutdown_signal()).await?;
     mounted.state.shutdown().await;
     tracing::info!("stopped");

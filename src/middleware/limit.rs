@@ -117,9 +117,12 @@ where
 }
 
 /// Follows the envelopes in a byte stream: where each header starts, how long each payload is.
+/// (The call metrics count messages with it too, with no limit.)
 #[derive(Debug)]
-struct Scanner {
+pub(crate) struct Scanner {
     max: usize,
+    /// Envelope headers seen so far: the messages begun.
+    pub(crate) messages: u64,
     /// Payload bytes of the current message still to come.
     remaining: usize,
     /// The bytes of an envelope header seen so far (at most [`HEADER_LEN`]).
@@ -129,7 +132,7 @@ struct Scanner {
 
 /// A message that declared more bytes than the limit.
 #[derive(Debug, PartialEq, Eq)]
-struct TooLarge {
+pub(crate) struct TooLarge {
     /// The declared length.
     len: usize,
     /// How many bytes of the chunk come before the oversized message's header (0 when the
@@ -138,14 +141,14 @@ struct TooLarge {
 }
 
 impl Scanner {
-    fn new(max: usize) -> Self {
-        Self { max, remaining: 0, header: [0; HEADER_LEN], header_len: 0 }
+    pub(crate) fn new(max: usize) -> Self {
+        Self { max, messages: 0, remaining: 0, header: [0; HEADER_LEN], header_len: 0 }
     }
 
     /// Scans `data` and returns how many of its bytes can be passed on now: all of them,
     /// except the start of an envelope header that the chunk cuts off (held back until the
     /// header is complete, so that an oversized message's header is never relayed).
-    fn scan(&mut self, data: &[u8]) -> Result<usize, TooLarge> {
+    pub(crate) fn scan(&mut self, data: &[u8]) -> Result<usize, TooLarge> {
         let mut i = 0;
         let mut release = 0;
         while i < data.len() {
@@ -165,6 +168,7 @@ impl Scanner {
                     return Err(TooLarge { len, release });
                 }
                 i += HEADER_LEN;
+                self.messages += 1;
                 self.remaining = len;
                 release = i;
                 continue;
@@ -180,6 +184,7 @@ impl Scanner {
                     return Err(TooLarge { len, release });
                 }
                 self.header_len = 0;
+                self.messages += 1;
                 self.remaining = len;
                 release = i;
             }

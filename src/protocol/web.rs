@@ -69,5 +69,5 @@ async fn healthz<S: GrpcService>(State(web): State<Arc<Web<S>>>) -> impl IntoRes
 }
 
 async fn render<S: GrpcService>(State(web): State<Arc<Web<S>>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], Body::from(web.metrics.render()))
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE))], Body::from(web.metrics.render()))
 }

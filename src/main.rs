@@ -535,7 +535,7 @@ async fn main() -> Result<(), Fatal> {
     let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
     metrics.register(|registry| registry.register_collector(Box::new(mounted.state.metrics())));
     let observe =
-        portway::ObserveLayer::new(&metrics, portway::metrics::calls::known_methods()).audit(args.observe.audit_log);
+        portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods()).audit(args.observe.audit_log);
     // The call metrics and the edge layers (auth, rate limits) go on whichever stack serves;
     // the metrics outermost, so that calls the edge layers refuse are counted and audited too.
     macro_rules! with_edge {

@@ -32,7 +32,7 @@ async fn observed() -> TestServer {
     options.state = StateOptions::memory();
     let routes = portway::services::mount(&options).await.expect("mount").routes;
     let metrics = Arc::new(Metrics::default());
-    let observe = portway::ObserveLayer::new(&metrics, portway::metrics::calls::known_methods());
+    let observe = portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
     serve_gateway(portway::Gateway::builder(routes).metrics(metrics).layer(observe).build()).await
 }
 

@@ -151,11 +151,3 @@ impl Collector for CallTable {
         Ok(())
     }
 }
-
-/// The method paths of every service this crate's protos define, and of gRPC reflection:
-/// the `method` label values the binary's [`crate::ObserveLayer`] knows.
-pub fn known_methods() -> Vec<String> {
-    let table = crate::transcode::MethodTable::generated();
-    let reflection = ["v1", "v1alpha"].map(|v| format!("/grpc.reflection.{v}.ServerReflection/ServerReflectionInfo"));
-    table.iter().map(|m| m.path().to_owned()).chain(reflection).collect()
-}

@@ -53,6 +53,15 @@ impl ObserveLayer {
         Self { table, methods: Arc::new(methods), unknown: Arc::from(UNKNOWN_METHOD), audit: false }
     }
 
+    /// The method paths of every service this crate's protos define, and of gRPC
+    /// reflection: the `method` label values the binary knows.
+    pub fn known_methods() -> Vec<String> {
+        let table = crate::transcode::MethodTable::generated();
+        let reflection =
+            ["v1", "v1alpha"].map(|v| format!("/grpc.reflection.{v}.ServerReflection/ServerReflectionInfo"));
+        table.iter().map(|m| m.path().to_owned()).chain(reflection).collect()
+    }
+
     /// Also logs one audit record per call (target `portway::audit`, level INFO): request id,
     /// protocol, method, peer, key id, duration and status code.
     pub fn audit(mut self, on: bool) -> Self {

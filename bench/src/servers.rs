@@ -109,7 +109,16 @@ async fn portway(listener: TcpListener) -> anyhow::Result<()> {
     // the default.
     config.http.max_connections = 1_000_000;
     config.websocket.max_sockets = 1_000_000;
-    let gateway = portway::Gateway::builder(routes().await?).config(config).build();
+    let builder = portway::Gateway::builder(routes().await?).config(config);
+    // `PORTWAY_BENCH_OBSERVE=1`: with the binary's call metrics layer (docs/benchmarks.md,
+    // "Call metrics"), to measure what it costs against the same build without it.
+    let gateway = if std::env::var_os("PORTWAY_BENCH_OBSERVE").is_some() {
+        let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
+        let observe = portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
+        builder.metrics(metrics).layer(observe).build()
+    } else {
+        builder.build()
+    };
     portway::serve(listener, gateway, std::future::pending()).await?;
     Ok(())
 }

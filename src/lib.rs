@@ -64,7 +64,6 @@ mod testing;
 
 pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
-pub use middleware::audit::CallerIdentity;
 pub use middleware::observe::ObserveLayer;
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};

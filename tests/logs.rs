@@ -132,6 +132,34 @@ async fn json_logs_carry_one_audit_record_per_call_and_no_secret() {
     assert!(!all.contains(SECRET) && !all.contains(API_KEY), "a credential was logged:\n{all}");
 }
 
+/// With API keys, the record names the key that was accepted, never the key itself; a call
+/// with a wrong key is recorded as refused, without a key id.
+#[tokio::test]
+async fn audit_records_name_the_key_id_and_never_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, format!("[[key]]\nid = \"writer\"\nkey = \"{SECRET}\"\nmethods = [\"*\"]\n")).expect("write");
+    let keys = keys.to_string_lossy().into_owned();
+    let mut child = Child::start(&["--log-format", "json", "--audit-log", "--api-keys", &keys]).await;
+    let listening = child.line("portway listening").await;
+    let url = format!("http://{}", field(&listening, "address"));
+    put(&url, "keyed-1").await;
+    let wrong = request("POST", &format!("{url}{PUT}"))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer wrong-key-also-secret")
+        .header("x-request-id", "keyed-2")
+        .body(full(r#"{"key":"k","value":1}"#));
+    assert_eq!(http::send(Http::H1, wrong.expect("a request")).await.status.as_u16(), 401);
+    let accepted: Value = serde_json::from_str(&child.line("keyed-1").await).expect("JSON");
+    assert_eq!((accepted["key_id"].as_str(), accepted["code"].as_str()), (Some("writer"), Some("OK")), "{accepted}");
+    let refused: Value = serde_json::from_str(&child.line("keyed-2").await).expect("JSON");
+    assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
+    assert!(refused.get("key_id").is_none(), "{refused}");
+    child.stop().await;
+    let all = child.all();
+    assert!(!all.contains(SECRET) && !all.contains("wrong-key-also-secret"), "a credential was logged:\n{all}");
+}
+
 #[tokio::test]
 async fn text_logs_have_no_escapes_off_a_terminal() {
     let child = Child::start(&["--audit-log"]).await;

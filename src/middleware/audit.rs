@@ -1,13 +1,15 @@
 //! Audit records: one per call, logged by [`super::observe::ObserveLayer`] when it is asked to
 //! (`--audit-log`). A record names the call, never its credentials: no header is logged but
-//! `x-request-id`, and of the caller only the key id an authentication layer chose to share.
+//! `x-request-id`, and of the caller only the id of the key [`super::auth::AuthLayer`] accepted.
 
 use std::hash::{BuildHasher as _, RandomState};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderMap;
+
+use super::auth::Principal;
 
 /// The request id header: honoured when a client (or a proxy in front) sends one, generated
 /// otherwise, and sent back on the response.
@@ -16,26 +18,17 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Longest incoming request id kept; a longer (or otherwise odd) one is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Who called, as an authentication layer established it. Such a layer puts it in the
-/// request's extensions (for the layers and service below it) and in the response's (for the
-/// layers above it, such as [`crate::ObserveLayer`], which then log its `key_id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerIdentity {
-    /// The name of the key the caller presented: an identifier, never the secret.
-    pub key_id: String,
-}
-
 /// What an audit record says of a call besides its outcome.
 #[derive(Debug)]
 pub(crate) struct Audit {
     pub(crate) request_id: String,
     path: String,
     peer: Option<SocketAddr>,
-    key_id: OnceLock<String>,
+    key_id: OnceLock<Arc<str>>,
 }
 
 impl Audit {
-    pub(crate) fn new(headers: &HeaderMap, path: &str, peer: Option<SocketAddr>, key_id: Option<String>) -> Self {
+    pub(crate) fn new(headers: &HeaderMap, path: &str, peer: Option<SocketAddr>, key_id: Option<Arc<str>>) -> Self {
         let request_id = headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
@@ -48,8 +41,8 @@ impl Audit {
         Self { request_id, path: path.to_owned(), peer, key_id: key }
     }
 
-    /// Records the caller an authentication layer below named (if none was known yet).
-    pub(crate) fn identify(&self, who: &CallerIdentity) {
+    /// Records the key the authentication layer below accepted (if none was known yet).
+    pub(crate) fn identify(&self, who: &Principal) {
         let _ = self.key_id.set(who.key_id.clone());
     }
 
@@ -60,7 +53,7 @@ impl Audit {
             protocol,
             method = %self.path,
             peer = self.peer.map(tracing::field::display),
-            key_id = self.key_id.get().map(String::as_str),
+            key_id = self.key_id.get().map(|k| &**k),
             duration_ms = seconds * 1e3,
             code,
             "call"

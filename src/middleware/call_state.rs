@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use http::HeaderMap;
 
-use super::audit::{self, Audit, CallerIdentity};
+use super::audit::{self, Audit};
+use super::auth::Principal;
 use crate::metrics::calls::{CallLabels, CallSample, CallTable};
 
 /// No status seen (yet): a call that ends so was cancelled.
@@ -64,7 +65,7 @@ impl CallState {
     }
 
     /// Who called, as a layer below found out (for the audit record).
-    pub(crate) fn identify(&self, who: &CallerIdentity) {
+    pub(crate) fn identify(&self, who: &Principal) {
         if let Some(audit) = &self.audit {
             audit.identify(who);
         }

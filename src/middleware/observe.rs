@@ -20,7 +20,8 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{BoxError, Layer, Service};
 
-use super::audit::{self, Audit, CallerIdentity};
+use super::audit::{self, Audit};
+use super::auth::Principal;
 use super::call_state::CallState;
 use super::observe_body::{Direction, ObservedBody};
 use crate::metrics::Metrics;
@@ -118,7 +119,7 @@ where
         let method = layer.methods.get(path).unwrap_or(&layer.unknown).clone();
         let audit = layer.audit.then(|| {
             let peer = peer(req.extensions());
-            let key_id = req.extensions().get::<CallerIdentity>().map(|c| c.key_id.clone());
+            let key_id = req.extensions().get::<Principal>().map(|p| p.key_id.clone());
             Box::new(Audit::new(req.headers(), path, peer, key_id))
         });
         let request_id = audit.as_ref().and_then(|a| HeaderValue::from_str(&a.request_id).ok());
@@ -154,7 +155,7 @@ where
         Poll::Ready(match result {
             Ok(mut resp) => {
                 state.status_from(resp.headers());
-                if let Some(who) = resp.extensions().get::<CallerIdentity>() {
+                if let Some(who) = resp.extensions().get::<Principal>() {
                     state.identify(who);
                 }
                 if let Some(id) = this.request_id.take() {

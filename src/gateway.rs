@@ -23,6 +23,7 @@ use tower_http::cors::Cors;
 pub use self::stack::{HideProtocol, StackLayers};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::middleware::shutdown::Shutdown;
 use crate::protocol::connect::ConnectService;
 use crate::protocol::websocket::WebSocketService;
 use crate::protocol::{Protocol, classify, web};
@@ -49,6 +50,8 @@ struct Adapters {
     web: axum::Router,
     metrics: Arc<Metrics>,
     config: Config,
+    /// Started by the listener; ends streams on the stack and WebSocket sessions.
+    shutdown: Shutdown,
     /// Put the protocol in each request's extensions: only layers can read it, so only a
     /// stack with layers gets it.
     mark: bool,
@@ -89,6 +92,11 @@ impl Gateway {
     /// The configuration this gateway was built with.
     pub fn config(&self) -> &Config {
         &self.adapters.config
+    }
+
+    /// The drain switch the listener flips at shutdown.
+    pub(crate) fn shutdown(&self) -> &Shutdown {
+        &self.adapters.shutdown
     }
 
     /// The service to hand to a connection: this gateway with CORS outermost.
@@ -189,7 +197,8 @@ impl<S, L> GatewayBuilder<S, L> {
         L: StackLayers<S>,
     {
         let mark = L::LAYERED;
-        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config);
+        let shutdown = Shutdown::default();
+        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &shutdown);
         let mut methods = self.methods.unwrap_or_else(MethodTable::generated);
         methods.limit_json_depth(self.config.max_json_depth);
         let invoker = Invoker::new(stack.clone(), Arc::new(methods));
@@ -199,11 +208,12 @@ impl<S, L> GatewayBuilder<S, L> {
             adapters: Arc::new(Adapters {
                 grpc_web: tonic_web::GrpcWebLayer::new().layer(stack.clone()),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
-                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
+                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone(), shutdown.clone()),
                 web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config)),
                 grpc: stack,
                 metrics,
                 config,
+                shutdown,
                 mark,
             }),
         }

@@ -64,4 +64,4 @@ pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
-pub use server::{Error, serve};
+pub use server::{BindError, Error, Server, bind, serve, tls};

@@ -22,8 +22,8 @@ use tower_http::cors::Cors;
 
 pub use self::stack::{HideProtocol, StackLayers};
 use crate::config::Config;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
-use crate::middleware::shutdown::Shutdown;
 use crate::protocol::connect::ConnectService;
 use crate::protocol::websocket::WebSocketService;
 use crate::protocol::{Protocol, classify, web};

@@ -45,6 +45,7 @@
 
 mod address;
 pub mod config;
+mod drain;
 mod gateway;
 pub mod metrics;
 mod middleware;

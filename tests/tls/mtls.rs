@@ -1,10 +1,12 @@
 //! Mutual TLS: a client certificate from the configured CA is accepted and its identity
 //! reaches the stack; no certificate, or one from another CA, is refused in the handshake;
-//! with `ClientAuth::Optional` a client without one is served.
+//! with `ClientAuth::Optional` a client without one is served. The client's TCP address is
+//! there too, as on cleartext connections.
 
 use http::HeaderValue;
 use portway::config::{ClientAuth, Config, TlsConfig};
 use portway::tls::ClientIdentity;
+use tonic::transport::server::TcpConnectInfo;
 use tower::util::MapRequestLayer;
 
 use super::clients::{Alpn, connector, handshake, tonic_channel};
@@ -22,7 +24,9 @@ async fn start_mtls(server_ca: &Ca, client_ca: &Ca, auth: ClientAuth, dir: &std:
     tls.client_auth = auth;
     let echo_identity = MapRequestLayer::new(|mut req: http::Request<tonic::body::Body>| {
         let cn = req.extensions().get::<ClientIdentity>().and_then(|id| id.common_name().map(str::to_string));
-        let value = HeaderValue::from_str(&cn.unwrap_or_else(|| "none".into())).unwrap();
+        // The client's address, where layers that read it from TCP (the rate limit) find it.
+        let tcp = req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr).is_some();
+        let value = HeaderValue::from_str(&format!("{} tcp={tcp}", cn.as_deref().unwrap_or("none"))).unwrap();
         req.headers_mut().insert("x-grpc-test-echo-initial", value);
         req
     });
@@ -44,7 +48,7 @@ async fn a_client_certificate_is_required_and_its_identity_reaches_the_stack() {
 
     let worker = client_ca.client("worker-1");
     let channel = guard(tonic_channel(server.addr, &server_ca.pem, Some(&worker))).await.unwrap();
-    assert_eq!(guard(identity_seen(channel)).await.unwrap(), "worker-1");
+    assert_eq!(guard(identity_seen(channel)).await.unwrap(), "worker-1 tcp=true");
 
     // No certificate: the handshake fails (TLS 1.3 tells the client at its first read).
     let refused = |channel: Result<tonic::transport::Channel, tonic::transport::Error>| async move {
@@ -85,8 +89,8 @@ async fn an_optional_client_certificate() {
     let (server_ca, client_ca) = (Ca::new("server CA"), Ca::new("client CA"));
     let server = start_mtls(&server_ca, &client_ca, ClientAuth::Optional, dir.path()).await;
     let channel = guard(tonic_channel(server.addr, &server_ca.pem, None)).await.unwrap();
-    assert_eq!(guard(identity_seen(channel)).await.unwrap(), "none");
+    assert_eq!(guard(identity_seen(channel)).await.unwrap(), "none tcp=true");
     let worker = client_ca.client("worker-2");
     let channel = guard(tonic_channel(server.addr, &server_ca.pem, Some(&worker))).await.unwrap();
-    assert_eq!(guard(identity_seen(channel)).await.unwrap(), "worker-2");
+    assert_eq!(guard(identity_seen(channel)).await.unwrap(), "worker-2 tcp=true");
 }

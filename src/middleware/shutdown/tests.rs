@@ -49,12 +49,12 @@ async fn a_waiting_stream_ends_unavailable_when_the_drain_begins() {
     let mut body = response(waiting(), &shutdown);
     let first = futures_util::FutureExt::now_or_never(std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)));
     assert!(first.is_none(), "before the drain the stream waits");
-    assert_eq!(shutdown.shared.waiting.lock().unwrap().len(), 1, "registered once it waited");
+    assert_eq!(shutdown.registered(), 1, "registered once it waited");
     let begin = shutdown.clone();
     tokio::spawn(async move { begin.begin() });
     let out = body_contract(body).await;
     assert_eq!(status_of(out.trailers), Some(HeaderValue::from(tonic::Code::Unavailable as i32)));
-    assert!(shutdown.shared.waiting.lock().unwrap().is_empty(), "the body's registration is gone with it");
+    assert!(shutdown.registered() == 0, "the body's registration is gone with it");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 use axum::extract::ws::{CloseFrame, Utf8Bytes, close_code};
 use tonic::Status;
 
-use crate::middleware::shutdown::{DrainWatch, Shutdown, drained_status};
+use crate::drain::{DrainWatch, Shutdown, drained_status};
 
 /// The session's view of the drain.
 pub(super) struct SessionDrain {

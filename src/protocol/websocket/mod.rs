@@ -39,8 +39,8 @@ use tokio::sync::Semaphore;
 use self::settings::Settings;
 use self::upgrade::Endpoint;
 use crate::config::Config;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
-use crate::middleware::shutdown::Shutdown;
 use crate::transcode::{GrpcService, Invoker};
 
 /// The WebSocket adapter: answers upgrade requests and serves each socket's session, every

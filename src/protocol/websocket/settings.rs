@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::{AllowedOrigins, Config};
-use crate::middleware::shutdown::Shutdown;
+use crate::drain::Shutdown;
 use crate::transcode::Invoker;
 
 /// The numbers a session enforces, resolved from [`crate::config::WebSocketConfig`].

@@ -19,8 +19,8 @@ use super::rejection::HandshakeRejection;
 use super::session;
 use super::settings::{OriginPolicy, SessionContext, Settings};
 use crate::config::AllowedOrigins;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
-use crate::middleware::shutdown::Shutdown;
 use crate::transcode::call::is_reserved_header;
 use crate::transcode::{GrpcService, Invoker};
 

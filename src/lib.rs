@@ -52,6 +52,7 @@ mod middleware;
 pub mod pb;
 mod protocol;
 pub mod protojson;
+pub mod proxy;
 mod server;
 pub mod services;
 pub mod settings_file;
@@ -66,3 +67,8 @@ pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLa
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
 pub use server::{BindError, Error, Server, bind, serve, tls};
+
+/// The README's code blocks, compiled and run as doc tests (its embedding example among them).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

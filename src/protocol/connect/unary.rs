@@ -31,7 +31,7 @@ pub(super) async fn unary<S: GrpcService>(
     let result = async {
         check_protocol_version(&parts.headers)?;
         let method = resolve(&adapter.invoker, parts.uri.path(), encoding)?;
-        if let Some(m) = method
+        if let Some(m) = &method
             && m.kind() != RpcKind::Unary
         {
             return Err(Rejection::WrongShape(m.kind()));
@@ -53,7 +53,7 @@ pub(super) async fn unary<S: GrpcService>(
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(adapter, setup, method, encoding, message).await
+    finish_unary(adapter, setup, method.as_ref(), encoding, message).await
 }
 
 /// Serves a Connect unary `GET` (`?encoding=json&message=...`).
@@ -111,7 +111,7 @@ pub(super) async fn get<S: GrpcService>(adapter: &Adapter<S>, req: Request<Body>
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(adapter, setup, method, encoding, message).await
+    finish_unary(adapter, setup, method.as_ref(), encoding, message).await
 }
 
 async fn finish_unary<S: GrpcService>(

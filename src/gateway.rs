@@ -22,6 +22,7 @@ use tower_http::cors::Cors;
 
 pub use self::stack::{HideProtocol, StackLayers};
 use crate::config::Config;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
 use crate::protocol::connect::ConnectService;
 use crate::protocol::websocket::WebSocketService;
@@ -50,6 +51,8 @@ struct Adapters {
     web: axum::Router,
     metrics: Arc<Metrics>,
     config: Config,
+    /// Started by the listener; ends streams on the stack and WebSocket sessions.
+    shutdown: Shutdown,
     /// Put the protocol in each request's extensions: only layers can read it, so only a
     /// stack with layers gets it.
     mark: bool,
@@ -93,6 +96,11 @@ impl Gateway {
     /// The configuration this gateway was built with.
     pub fn config(&self) -> &Config {
         &self.adapters.config
+    }
+
+    /// The drain switch the listener flips at shutdown.
+    pub(crate) fn shutdown(&self) -> &Shutdown {
+        &self.adapters.shutdown
     }
 
     /// The service to hand to a connection: this gateway with CORS outermost.
@@ -232,7 +240,8 @@ impl<S, L> GatewayBuilder<S, L> {
         L: StackLayers<S>,
     {
         let mark = L::LAYERED;
-        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config);
+        let shutdown = Shutdown::default();
+        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &shutdown);
         let methods = self.methods.unwrap_or_else(|| SharedMethods::new(MethodTable::generated()));
         methods.limit_json_depth(self.config.max_json_depth);
         let invoker = Invoker::new(stack.clone(), methods);
@@ -242,11 +251,12 @@ impl<S, L> GatewayBuilder<S, L> {
             adapters: Arc::new(Adapters {
                 grpc_web: tonic_web::GrpcWebLayer::new().layer(stack.clone()),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
-                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
+                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone(), shutdown.clone()),
                 web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),
                 grpc: stack,
                 metrics,
                 config,
+                shutdown,
                 mark,
             }),
         }

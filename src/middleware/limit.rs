@@ -200,6 +200,27 @@ impl Scanner {
     }
 }
 
+/// Whether a stream of envelopes is between two messages or inside one, for the drain at
+/// shutdown (`super::shutdown`), which lets a request finish the message it is sending.
+#[derive(Debug)]
+pub(crate) struct Envelopes(Scanner);
+
+impl Envelopes {
+    pub(crate) fn new() -> Self {
+        Self(Scanner::new(usize::MAX))
+    }
+
+    /// Takes the next bytes of the stream.
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        let _ = self.0.scan(data);
+    }
+
+    /// No message begun and unfinished.
+    pub(crate) fn between_messages(&self) -> bool {
+        self.0.remaining == 0 && self.0.header_len == 0
+    }
+}
+
 /// A request body that fails with `RESOURCE_EXHAUSTED` at the first oversized message.
 struct LimitedRequest {
     inner: Body,

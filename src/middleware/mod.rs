@@ -9,3 +9,4 @@ pub mod limit;
 pub mod observe;
 mod observe_body;
 pub mod rate;
+pub(crate) mod shutdown;

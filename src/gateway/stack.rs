@@ -21,6 +21,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -37,7 +38,7 @@ use crate::config::Config;
 use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
 use crate::protocol::Protocol;
-use crate::transcode::GrpcStack;
+use crate::transcode::{GrpcStack, MethodTable};
 
 /// How the layers given to [`crate::GatewayBuilder::layer`] are put on a service: implemented
 /// for tower's [`Identity`] (no layers: the service as it is) and [`Stack`] (layers: behind a
@@ -49,7 +50,7 @@ pub trait StackLayers<S>: sealed::Sealed {
 
     /// The stack below the gateway's own layers.
     #[doc(hidden)]
-    fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack;
+    fn assemble(self, service: S, buffer: usize, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack;
 }
 
 mod sealed {
@@ -68,9 +69,9 @@ where
 {
     const LAYERED: bool = false;
 
-    fn assemble(self, service: S, _buffer: usize, config: &Config) -> GrpcStack {
+    fn assemble(self, service: S, _buffer: usize, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack {
         // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
-        finish(Recover::new(service), config)
+        finish(Recover::new(service), config, methods)
     }
 }
 
@@ -85,23 +86,23 @@ where
 {
     const LAYERED: bool = true;
 
-    fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack {
+    fn assemble(self, service: S, buffer: usize, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack {
         let layered = self.layer(HideProtocol(service)).map_response(|resp| resp.map(Body::new)).map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it
         // need not be `Clone`), and every clone of the stack shares it.
         let buffered = Buffer::new(BoxService::new(layered), buffer.max(1));
-        finish(Recover::new(buffered), config)
+        finish(Recover::new(buffered), config, methods)
     }
 }
 
 /// The gateway's own layers on top, boxed once: a stack boxed twice costs two allocations
 /// more on every call (one per clone, one per future).
-fn finish<T>(bottom: T, config: &Config) -> GrpcStack
+fn finish<T>(bottom: T, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack
 where
     T: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     T::Future: Send + 'static,
 {
-    let limited = MessageLimitLayer::new(config.max_message_bytes).layer(bottom);
+    let limited = MessageLimitLayer::new(config.max_message_bytes, methods.clone()).layer(bottom);
     BoxCloneSyncService::new(DeadlineLayer::new(config.max_call_timeout).layer(limited))
 }
 

@@ -58,12 +58,13 @@ pub struct Deadline<S> {
 fn timeout_of(headers: &HeaderMap, max: Option<Duration>) -> Result<Option<Duration>, tonic::Status> {
     let asked = match headers.get(GRPC_TIMEOUT) {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(parse_grpc_timeout)
-                .ok_or_else(|| tonic::Status::internal(format!("malformed grpc-timeout header: {v:?}")))?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(parse_grpc_timeout).ok_or_else(|| {
+            tonic::Status::internal(format!(
+                "the grpc-timeout header \"{}\" is malformed: it must be 1 to 8 digits and a unit \
+                         (H, M, S, m, u or n)",
+                String::from_utf8_lossy(v.as_bytes())
+            ))
+        })?),
     };
     Ok(match (asked, max) {
         (Some(a), Some(m)) => Some(a.min(m)),

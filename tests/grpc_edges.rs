@@ -117,6 +117,16 @@ async fn a_zero_deadline_ends_the_call_before_it_runs() {
             assert!(ran.try_recv().is_err(), "{name} grpc-timeout {zero}: the handler ran");
         }
     }
+    // Connect's zero timeout is the same deadline.
+    let req = request("POST", &url)
+        .header("content-type", "application/proto")
+        .header("connect-protocol-version", "1")
+        .header("connect-timeout-ms", "0")
+        .body(full(slow.encode_to_vec()))
+        .expect("request");
+    let reply = http::guard(http::send(Http::H1, req)).await;
+    assert_eq!(reply.json()["code"], "deadline_exceeded", "Connect-Timeout-Ms: 0: {reply:?}");
+    assert!(ran.try_recv().is_err(), "Connect-Timeout-Ms: 0: the handler ran");
 }
 
 #[tokio::test]

@@ -236,7 +236,7 @@ fn decode_body(raw: Bytes, encoding: Option<&str>, limit: usize) -> Result<Bytes
         None | Some("identity") => Ok(raw),
         Some("gzip") => gzip::decompress(&raw, limit).map(Bytes::from).map_err(decompress_status),
         Some(other) => {
-            Err(Status::unimplemented(format!("unsupported content encoding {other:?}; use gzip or identity")))
+            Err(Status::unimplemented(format!("unsupported content encoding \"{other}\"; use gzip or identity")))
         }
     }
 }

@@ -143,6 +143,17 @@ impl http_body::Body for LimitedRequest {
                 Ok(release) if !this.single && release == data.len() && this.queue.is_empty() => {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
+                // The usual unary case: the one message, whole, in the body's last chunk
+                // (the client's END_STREAM came with it): nothing to hold back.
+                Ok(release)
+                    if release == data.len()
+                        && this.queue.is_empty()
+                        && this.scanner.messages == 1
+                        && this.inner.is_end_stream() =>
+                {
+                    this.done = true;
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
                 Ok(release) => this.queue.release(data, release),
                 Err(Refused { refusal, release }) => {
                     // The service sees the messages before the refused one, then the error

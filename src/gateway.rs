@@ -27,7 +27,8 @@ use crate::protocol::connect::ConnectService;
 use crate::protocol::grpc::{self, GrpcJson, GrpcWebAdapter};
 use crate::protocol::websocket::WebSocketService;
 use crate::protocol::{Protocol, classify, web};
-use crate::transcode::{GrpcStack, Invoker, MethodTable};
+use crate::proxy::{Catalog, CatalogError, ProxyRouter};
+use crate::transcode::{GrpcStack, Invoker, MethodTable, SharedMethods};
 
 /// Requests that may wait at once for a layered stack's buffer (see
 /// [`GatewayBuilder::buffer_capacity`]).
@@ -62,9 +63,11 @@ pub struct GatewayBuilder<S = Routes, L = Identity> {
     service: S,
     layers: L,
     buffer: usize,
-    methods: Option<MethodTable>,
+    methods: Option<SharedMethods>,
     config: Config,
     metrics: Option<Arc<Metrics>>,
+    /// The upstreams `/healthz` reports (proxy mode).
+    upstreams: Option<web::Upstreams>,
 }
 
 impl Gateway {
@@ -80,6 +83,7 @@ impl Gateway {
             methods: None,
             config: Config::default(),
             metrics: None,
+            upstreams: None,
         }
     }
 
@@ -154,8 +158,46 @@ impl<S, L> GatewayBuilder<S, L> {
 
     /// Sets the method table the JSON protocols use (default: [`MethodTable::generated`]).
     pub fn methods(mut self, methods: MethodTable) -> Self {
+        self.methods = Some(SharedMethods::new(methods));
+        self
+    }
+
+    /// Sets a method table that can be replaced while the gateway runs.
+    pub fn shared_methods(mut self, methods: SharedMethods) -> Self {
         self.methods = Some(methods);
         self
+    }
+
+    /// Serves every service `catalog` knows of: upstreams' services forwarded to them, local
+    /// ones (this builder's service) with JSON codecs from their descriptors; reflection and
+    /// health answered for all of them (see [`crate::proxy`]).
+    pub fn catalog(self, catalog: Catalog) -> GatewayBuilder<ProxyRouter<S>, L> {
+        let methods = catalog.shared_methods();
+        let upstreams: web::Upstreams = {
+            let catalog = catalog.clone();
+            Arc::new(move || catalog.upstreams())
+        };
+        GatewayBuilder {
+            service: ProxyRouter::new(self.service, catalog),
+            layers: self.layers,
+            buffer: self.buffer,
+            methods: Some(methods),
+            config: self.config,
+            metrics: self.metrics,
+            upstreams: Some(upstreams),
+        }
+    }
+
+    /// Serves every service of `file_descriptor_sets` (what tonic-prost-build writes for
+    /// reflection, `FILE_DESCRIPTOR_SET`) over every protocol, in reflection and in health:
+    /// the service handed to [`Gateway::builder`] implements them. A reflection or health
+    /// service among its routes merges with portway's.
+    pub fn descriptors(
+        self,
+        file_descriptor_sets: &[&[u8]],
+    ) -> Result<GatewayBuilder<ProxyRouter<S>, L>, CatalogError> {
+        let (health, _) = tonic_health::server::health_reporter();
+        Ok(self.catalog(Catalog::local(file_descriptor_sets, health)?))
     }
 
     /// Shares counters with the caller (default: a fresh set).
@@ -184,6 +226,7 @@ impl<S, L> GatewayBuilder<S, L> {
             methods: self.methods,
             config: self.config,
             metrics: self.metrics,
+            upstreams: self.upstreams,
         }
     }
 
@@ -200,9 +243,8 @@ impl<S, L> GatewayBuilder<S, L> {
         L: StackLayers<S>,
     {
         let mark = L::LAYERED;
-        let mut methods = self.methods.unwrap_or_else(MethodTable::generated);
+        let methods = self.methods.unwrap_or_else(|| SharedMethods::new(MethodTable::generated()));
         methods.limit_json_depth(self.config.max_json_depth);
-        let methods = Arc::new(methods);
         let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &methods);
         let invoker = Invoker::new(stack.clone(), methods);
         let metrics = self.metrics.unwrap_or_default();
@@ -213,7 +255,7 @@ impl<S, L> GatewayBuilder<S, L> {
                 grpc_web: GrpcWebAdapter::new(invoker.clone(), stack.clone(), config.max_message_bytes),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
                 websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
-                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config)),
+                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),
                 grpc: stack,
                 metrics,
                 config,

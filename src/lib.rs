@@ -51,6 +51,7 @@ mod middleware;
 pub mod pb;
 mod protocol;
 pub mod protojson;
+pub mod proxy;
 mod server;
 pub mod services;
 pub mod settings_file;
@@ -65,3 +66,8 @@ pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLa
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
 pub use server::{Error, serve};
+
+/// The README's code blocks, compiled and run as doc tests (its embedding example among them).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -11,6 +11,7 @@ use clap::Parser;
 mod auth_args;
 use http::{HeaderName, HeaderValue};
 use portway::config::{AllowedOrigins, Config};
+use portway::proxy::{Catalog, Local, ProxyConfig, Target, UpstreamConfig};
 use portway::services::ServiceOptions;
 use portway::services::state::{StateOptions, StorageKind};
 
@@ -80,6 +81,106 @@ struct Args {
 
     #[command(flatten)]
     auth: auth_args::AuthArgs,
+
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+/// Proxy mode: gRPC servers elsewhere, served on this port over every protocol
+/// (docs/proxy.md).
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// A gRPC server to serve through portway: `[NAME=]URL`, URL `http://HOST:PORT`,
+    /// `https://HOST:PORT` or `unix:/PATH` (repeatable). The same NAME given again adds an endpoint to that upstream
+    /// (calls are balanced across them). Its services are found by server reflection, or
+    /// read from --descriptor-set.
+    #[arg(long = "upstream", env = "PORTWAY_UPSTREAMS", value_delimiter = ',', value_name = "[NAME=]URL")]
+    upstreams: Vec<String>,
+
+    /// A FileDescriptorSet (`buf build -o FILE`, `protoc --include_imports
+    /// --descriptor_set_out=FILE`) with an upstream's services, for upstreams without
+    /// reflection: `[NAME=]FILE` (repeatable; NAME may be left out when there is one upstream).
+    #[arg(long = "descriptor-set", env = "PORTWAY_DESCRIPTOR_SETS", value_delimiter = ',', value_name = "[NAME=]FILE")]
+    descriptor_sets: Vec<String>,
+
+    /// The CA certificates (PEM) that sign an `https://` upstream's certificate: `[NAME=]FILE`
+    /// (repeatable; NAME may be left out when there is one upstream). Without one, the
+    /// system's roots.
+    #[arg(long = "upstream-ca", env = "PORTWAY_UPSTREAM_CAS", value_delimiter = ',', value_name = "[NAME=]FILE")]
+    upstream_cas: Vec<String>,
+
+    /// Ask the upstreams for their services again every N seconds (also on SIGHUP); 0: only
+    /// on SIGHUP.
+    #[arg(long = "upstream-refresh-secs", env = "PORTWAY_UPSTREAM_REFRESH_SECS", default_value_t = 300)]
+    upstream_refresh_secs: u64,
+
+    /// Longest wait for an upstream's reflection to answer, in milliseconds.
+    #[arg(long = "upstream-discovery-timeout-ms", env = "PORTWAY_UPSTREAM_DISCOVERY_TIMEOUT_MS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_discovery_timeout_ms: u64,
+
+    /// Longest wait for a connection to an upstream, in milliseconds.
+    #[arg(long = "upstream-connect-timeout-ms", env = "PORTWAY_UPSTREAM_CONNECT_TIMEOUT_MS",
+          default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_connect_timeout_ms: u64,
+
+    /// How often each upstream's health is checked, in milliseconds (sooner while it is down).
+    #[arg(long = "upstream-health-interval-ms", env = "PORTWAY_UPSTREAM_HEALTH_INTERVAL_MS",
+          default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_health_interval_ms: u64,
+}
+
+impl ProxyArgs {
+    /// The proxy configuration, or `None` without upstreams.
+    fn config(&self, max_call_timeout: Option<Duration>) -> Result<Option<ProxyConfig>, String> {
+        if self.upstreams.is_empty() {
+            return match self.descriptor_sets.is_empty() && self.upstream_cas.is_empty() {
+                true => Ok(None),
+                false => Err("--descriptor-set and --upstream-ca describe an upstream: give it with --upstream".into()),
+            };
+        }
+        let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+        for given in &self.upstreams {
+            let (name, url) = named(given);
+            let target: Target = url.parse().map_err(|e: portway::proxy::TargetError| e.to_string())?;
+            let name = name.map_or_else(|| target.to_string(), str::to_owned);
+            match upstreams.iter_mut().find(|u| u.name == name) {
+                Some(u) => u.targets.push(target),
+                None => upstreams.push(UpstreamConfig::new(name, vec![target])),
+            }
+        }
+        for (flag, values) in [("--descriptor-set", &self.descriptor_sets), ("--upstream-ca", &self.upstream_cas)] {
+            for given in values {
+                let (name, file) = named(given);
+                let upstream = match name {
+                    Some(name) => upstreams.iter_mut().find(|u| u.name == name),
+                    None if upstreams.len() == 1 => upstreams.first_mut(),
+                    None => return Err(format!("{flag} {file}: name its upstream (NAME={file}): there are several")),
+                };
+                let upstream = upstream.ok_or_else(|| format!("{flag} {given}: no upstream has that name"))?;
+                let slot = if flag == "--upstream-ca" { &mut upstream.ca } else { &mut upstream.descriptor_set };
+                *slot = Some(PathBuf::from(file));
+            }
+        }
+        let mut config = ProxyConfig::default();
+        config.upstreams = upstreams;
+        config.refresh_interval =
+            (self.upstream_refresh_secs > 0).then(|| Duration::from_secs(self.upstream_refresh_secs));
+        config.discovery_timeout = Duration::from_millis(self.upstream_discovery_timeout_ms);
+        config.connect_timeout = Duration::from_millis(self.upstream_connect_timeout_ms);
+        config.health_interval = Duration::from_millis(self.upstream_health_interval_ms);
+        config.max_call_timeout = max_call_timeout;
+        Ok(Some(config))
+    }
+}
+
+/// `NAME=VALUE` → (Some(NAME), VALUE); a value without a name (a URL's `:` and `/` come
+/// before any `=`) → (None, VALUE).
+fn named(given: &str) -> (Option<&str>, &str) {
+    match given.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !name.contains([':', '/']) => (Some(name), value),
+        _ => (None, given),
+    }
 }
 
 /// Connections: how many, and how long each phase may take (docs/robustness.md).
@@ -414,11 +515,28 @@ async fn main() -> Result<(), Fatal> {
     let edge = args.auth.layers(args.max_message_bytes)?;
     let mounted = portway::services::mount(&options).await?;
 
-    let builder = portway::Gateway::builder(mounted.routes).config(config);
-    let gateway = match edge {
-        None => builder.build(),
-        Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.layer(auth).layer(rate).build(),
-        Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
+    // The edge layers (auth, rate limits) go on whichever stack serves.
+    macro_rules! with_edge {
+        ($builder:expr) => {
+            match edge {
+                None => $builder.build(),
+                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => $builder.layer(auth).layer(rate).build(),
+                Some(auth_args::EdgeLayers { auth: None, rate }) => $builder.layer(rate).build(),
+            }
+        };
+    }
+    let proxy = args.proxy.config(config.max_call_timeout)?;
+    let gateway = match proxy {
+        None => with_edge!(portway::Gateway::builder(mounted.routes).config(config)),
+        Some(proxy) => {
+            let local = Local::discover(mounted.routes.clone(), &[], proxy.discovery_timeout).await?;
+            let catalog = Catalog::start(proxy, local, mounted.health.clone()).await?;
+            for (service, upstream) in catalog.routes() {
+                tracing::info!(%service, %upstream, "proxying");
+            }
+            tokio::spawn(refresh_on_sighup(catalog.clone()));
+            with_edge!(portway::Gateway::builder(mounted.routes).config(config).catalog(catalog))
+        }
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;
     let address = listener.local_addr()?;
@@ -446,6 +564,28 @@ fn bind_failed(address: SocketAddr, e: &std::io::Error) -> String {
         ),
         _ => format!("cannot listen on {address}: {e}"),
     }
+}
+
+/// Asks the upstreams for their services again on every SIGHUP.
+async fn refresh_on_sighup(catalog: Catalog) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: refreshing the upstreams' services");
+            for failure in catalog.refresh().await {
+                tracing::warn!(%failure, "refresh");
+            }
+            for (service, upstream) in catalog.routes() {
+                tracing::info!(%service, %upstream, "proxying");
+            }
+            tracing::info!("upstreams refreshed");
+        }
+    }
+    #[cfg(not(unix))]
+    drop(catalog);
 }
 
 async fn shutdown_signal() {

@@ -21,7 +21,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -38,7 +37,7 @@ use crate::config::Config;
 use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
 use crate::protocol::Protocol;
-use crate::transcode::{GrpcStack, MethodTable};
+use crate::transcode::{GrpcStack, SharedMethods};
 
 /// How the layers given to [`crate::GatewayBuilder::layer`] are put on a service: implemented
 /// for tower's [`Identity`] (no layers: the service as it is) and [`Stack`] (layers: behind a
@@ -50,7 +49,7 @@ pub trait StackLayers<S>: sealed::Sealed {
 
     /// The stack below the gateway's own layers.
     #[doc(hidden)]
-    fn assemble(self, service: S, buffer: usize, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack;
+    fn assemble(self, service: S, buffer: usize, config: &Config, methods: &SharedMethods) -> GrpcStack;
 }
 
 mod sealed {
@@ -69,7 +68,7 @@ where
 {
     const LAYERED: bool = false;
 
-    fn assemble(self, service: S, _buffer: usize, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack {
+    fn assemble(self, service: S, _buffer: usize, config: &Config, methods: &SharedMethods) -> GrpcStack {
         // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
         finish(Recover::new(service), config, methods)
     }
@@ -86,7 +85,7 @@ where
 {
     const LAYERED: bool = true;
 
-    fn assemble(self, service: S, buffer: usize, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack {
+    fn assemble(self, service: S, buffer: usize, config: &Config, methods: &SharedMethods) -> GrpcStack {
         let layered = self.layer(HideProtocol(service)).map_response(|resp| resp.map(Body::new)).map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it
         // need not be `Clone`), and every clone of the stack shares it.
@@ -97,7 +96,7 @@ where
 
 /// The gateway's own layers on top, boxed once: a stack boxed twice costs two allocations
 /// more on every call (one per clone, one per future).
-fn finish<T>(bottom: T, config: &Config, methods: &Arc<MethodTable>) -> GrpcStack
+fn finish<T>(bottom: T, config: &Config, methods: &SharedMethods) -> GrpcStack
 where
     T: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     T::Future: Send + 'static,

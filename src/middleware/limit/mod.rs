@@ -32,7 +32,6 @@ mod scan;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -42,7 +41,7 @@ use tonic::body::Body;
 
 use self::body::{LimitedRequest, LimitedResponse};
 use self::scan::{Direction, Scanner};
-use crate::transcode::MethodTable;
+use crate::transcode::SharedMethods;
 use crate::transcode::compression::{self, Encoding};
 
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
@@ -52,13 +51,13 @@ const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-en
 #[derive(Debug, Clone)]
 pub struct MessageLimitLayer {
     max: usize,
-    methods: Arc<MethodTable>,
+    methods: SharedMethods,
 }
 
 impl MessageLimitLayer {
     /// Refuses messages larger than `max` bytes, in both directions; `methods` says which
     /// methods take exactly one request message.
-    pub fn new(max: usize, methods: Arc<MethodTable>) -> Self {
+    pub fn new(max: usize, methods: SharedMethods) -> Self {
         Self { max, methods }
     }
 }
@@ -75,7 +74,7 @@ impl<S> tower::Layer<S> for MessageLimitLayer {
 pub struct MessageLimit<S> {
     inner: S,
     max: usize,
-    methods: Arc<MethodTable>,
+    methods: SharedMethods,
 }
 
 impl<S> tower::Service<Request<Body>> for MessageLimit<S>
@@ -99,7 +98,7 @@ where
             return MessageLimitFuture { inner: None, early: Some(unreadable_encoding()), max };
         }
         narrow_accepted(req.headers_mut());
-        let single = self.methods.get(req.uri().path()).is_some_and(|m| !m.kind().client_streams());
+        let single = self.methods.load().get(req.uri().path()).is_some_and(|m| !m.kind().client_streams());
         let scanner = Scanner::new(max, Direction::Request, encoding);
         let req = req.map(|body| Body::new(LimitedRequest::new(body, scanner, single)));
         MessageLimitFuture { inner: Some(self.inner.call(req)), early: None, max }

@@ -100,11 +100,11 @@ impl Rejection {
 
 /// The method, if JSON needs it. Binary protobuf is relayed as is, so a method the table
 /// does not know (a proxied service, say) still works with `application/proto`.
-pub(super) fn resolve<'a, S>(
-    invoker: &'a Invoker<S>,
+pub(super) fn resolve<S>(
+    invoker: &Invoker<S>,
     path: &str,
     encoding: Encoding,
-) -> Result<Option<&'a Arc<MethodDescriptor>>, Rejection> {
+) -> Result<Option<Arc<MethodDescriptor>>, Rejection> {
     match invoker.resolve(path) {
         Ok(m) => Ok(Some(m)),
         Err(_) if encoding == Encoding::Proto => Ok(None),

@@ -31,7 +31,7 @@ pub(super) async fn stream<S: GrpcService>(
     encoding: Encoding,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let method = adapter.invoker.method(parts.uri.path()).cloned();
+    let method = adapter.invoker.method(parts.uri.path());
     let checked = (|| {
         check_protocol_version(&parts.headers)?;
         let m = resolve(&adapter.invoker, parts.uri.path(), encoding)?;

@@ -35,7 +35,7 @@ pub(super) async fn unary<S: GrpcService>(
     let result = async {
         check_protocol_version(&parts.headers)?;
         let method = resolve(&adapter.invoker, parts.uri.path(), encoding)?;
-        if let Some(m) = method
+        if let Some(m) = &method
             && m.kind() != RpcKind::Unary
         {
             return Err(Rejection::WrongShape(m.kind()));
@@ -60,7 +60,7 @@ pub(super) async fn unary<S: GrpcService>(
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(adapter, setup, method, encoding, message, Reply { gzip, get: false }).await
+    finish_unary(adapter, setup, method.as_ref(), encoding, message, Reply { gzip, get: false }).await
 }
 
 /// Serves a Connect unary `GET` (`?encoding=json&message=...`).
@@ -122,7 +122,7 @@ pub(super) async fn get<S: GrpcService>(adapter: &Adapter<S>, req: Request<Body>
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(adapter, setup, method, encoding, message, Reply { gzip, get: true }).await
+    finish_unary(adapter, setup, method.as_ref(), encoding, message, Reply { gzip, get: true }).await
 }
 
 /// How the response may be sent.

@@ -18,7 +18,7 @@ use crate::transcode::{MethodDescriptor, MethodTable};
 
 fn invoker() -> (Invoker<Stub>, Stub) {
     let stub = Stub::default();
-    (Invoker::new(stub.clone(), Arc::new(MethodTable::generated())), stub)
+    (Invoker::new(stub.clone(), crate::transcode::SharedMethods::new(MethodTable::generated())), stub)
 }
 
 fn unary() -> Arc<MethodDescriptor> {

@@ -251,7 +251,7 @@ impl<S: GrpcService> Session<S> {
             return flow;
         }
         let method = match self.ctx.invoker.resolve(&open.method) {
-            Ok(m) => m.clone(),
+            Ok(m) => m,
             Err(status) => return self.reply(frames::status(id, &status)).await,
         };
         // Waits (and so stops reading) while every slot is held by a call whose last frame

@@ -30,7 +30,7 @@ struct Harness {
 /// A session on the stub stack; the client's side of the sink holds `out` frames.
 fn harness_with(config: Config, out: usize) -> Harness {
     let stub = Stub::default();
-    let invoker = Invoker::new(stub.clone(), Arc::new(MethodTable::generated()));
+    let invoker = Invoker::new(stub.clone(), crate::transcode::SharedMethods::new(MethodTable::generated()));
     let metrics = Arc::new(Metrics::default());
     let (to_server, inbound) = mpsc::channel(8);
     let (outbound, from_server) = mpsc::channel(out);

@@ -22,6 +22,7 @@ use tower_http::cors::Cors;
 
 pub use self::stack::{HideProtocol, StackLayers};
 use crate::config::Config;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
 use crate::protocol::connect::ConnectService;
 use crate::protocol::grpc::{self, GrpcJson, GrpcWebAdapter};
@@ -52,6 +53,8 @@ struct Adapters {
     web: axum::Router,
     metrics: Arc<Metrics>,
     config: Config,
+    /// Started by the listener; ends streams on the stack and WebSocket sessions.
+    shutdown: Shutdown,
     /// Put the protocol in each request's extensions: only layers can read it, so only a
     /// stack with layers gets it.
     mark: bool,
@@ -95,6 +98,11 @@ impl Gateway {
     /// The configuration this gateway was built with.
     pub fn config(&self) -> &Config {
         &self.adapters.config
+    }
+
+    /// The drain switch the listener flips at shutdown.
+    pub(crate) fn shutdown(&self) -> &Shutdown {
+        &self.adapters.shutdown
     }
 
     /// The service to hand to a connection: this gateway with CORS outermost.
@@ -243,9 +251,10 @@ impl<S, L> GatewayBuilder<S, L> {
         L: StackLayers<S>,
     {
         let mark = L::LAYERED;
+        let shutdown = Shutdown::default();
         let methods = self.methods.unwrap_or_else(|| SharedMethods::new(MethodTable::generated()));
         methods.limit_json_depth(self.config.max_json_depth);
-        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &methods);
+        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &methods, &shutdown);
         let invoker = Invoker::new(stack.clone(), methods);
         let metrics = self.metrics.unwrap_or_default();
         let config = self.config;
@@ -254,11 +263,12 @@ impl<S, L> GatewayBuilder<S, L> {
                 grpc_json: GrpcJson::new(invoker.clone(), config.max_message_bytes),
                 grpc_web: GrpcWebAdapter::new(invoker.clone(), stack.clone(), config.max_message_bytes),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
-                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
+                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone(), shutdown.clone()),
                 web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),
                 grpc: stack,
                 metrics,
                 config,
+                shutdown,
                 mark,
             }),
         }

@@ -45,6 +45,7 @@
 
 mod address;
 pub mod config;
+mod drain;
 mod gateway;
 pub mod metrics;
 mod middleware;
@@ -65,7 +66,7 @@ pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
-pub use server::{Error, serve};
+pub use server::{BindError, Error, Server, bind, serve, tls};
 
 /// The README's code blocks, compiled and run as doc tests (its embedding example among them).
 #[cfg(doctest)]

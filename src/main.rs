@@ -1,7 +1,6 @@
 //! The `portway` binary: parses flags and environment variables, binds the listener,
 //! mounts the services and hands everything to the library.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +14,15 @@ use portway::proxy::{Catalog, Local, ProxyConfig, Target, UpstreamConfig};
 use portway::services::ServiceOptions;
 use portway::services::state::{StateOptions, StorageKind};
 
+use cli::listen::ListenArgs;
+use cli::signals::{StopSignals, reload_on_hangup, shutdown_signal};
+
+/// Parts of the command line with a file of their own (the binary's, not the library's).
+mod cli {
+    pub(crate) mod listen;
+    pub(crate) mod signals;
+}
+
 /// One port, every client: native gRPC, gRPC-Web, Connect/JSON and WebSocket in front of
 /// one tonic service stack.
 #[derive(Debug, Parser)]
@@ -25,10 +33,6 @@ struct Args {
     /// over the file.
     #[arg(long, env = "PORTWAY_CONFIG")]
     config: Option<PathBuf>,
-
-    /// Address to listen on (HTTP/1.1 and HTTP/2 on the same port).
-    #[arg(long, env = "PORTWAY_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
 
     /// Mount the gRPC interop test service (grpc.testing.TestService).
     #[arg(long, env = "PORTWAY_INTEROP")]
@@ -69,6 +73,9 @@ struct Args {
         value_delimiter = ','
     )]
     cors_expose_headers: Vec<String>,
+
+    #[command(flatten)]
+    listen: ListenArgs,
 
     #[command(flatten)]
     conn: ConnArgs,
@@ -271,7 +278,9 @@ struct ConnArgs {
     #[arg(long, env = "PORTWAY_CLOSE_LINGER_MS", default_value_t = 2_000)]
     close_linger_ms: u64,
 
-    /// On SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
+    /// On SIGTERM/SIGINT, how long unary calls may finish, in milliseconds (streams end at
+    /// once with UNAVAILABLE; the process exits when the last call has ended). A second
+    /// signal exits at once.
     #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
 }
@@ -466,12 +475,23 @@ async fn main() -> Result<(), Fatal> {
         Err(portway::settings_file::ParseError::Clap(e)) => e.exit(),
         Err(e) => return Err(e.into()),
     };
+    let tls = args.listen.tls()?;
+    if let Some(tls) = &tls {
+        tracing::info!(
+            fingerprint = %tls.fingerprint(),
+            certificate = %tls.summary(),
+            client_certificates = tls.asks_client_certificates(),
+            cleartext = tls.allows_cleartext(),
+            "TLS ready (SHA-256 fingerprint)"
+        );
+    }
 
     let mut config = Config::default();
     config.max_message_bytes = args.max_message_bytes;
     config.max_call_timeout = args.max_call_timeout_ms.map(Duration::from_millis);
     config.max_json_depth = usize::try_from(args.max_json_depth).unwrap_or(usize::MAX);
     args.conn.apply(&mut config.http);
+    config.http.tls_handshake_timeout = Duration::from_millis(args.listen.tls_handshake_timeout_ms);
     let ws = &mut config.websocket;
     ws.path = args.ws.ws_path;
     ws.max_message_bytes = args.ws.ws_max_message_bytes;
@@ -538,32 +558,30 @@ async fn main() -> Result<(), Fatal> {
             with_edge!(portway::Gateway::builder(mounted.routes).config(config).catalog(catalog))
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, url = %format_args!("http://{address}/"), interop = args.interop, "portway listening");
-    portway::serve(listener, gateway, shutdown_signal()).await?;
+    let grace = gateway.config().http.shutdown_grace;
+    // Armed before the address is logged: from then on no signal is missed (SIGHUP's default
+    // action would end the process).
+    let stop = StopSignals::new()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut server = portway::Server::new(gateway);
+    if let Some(tls) = tls {
+        reload_on_hangup(tls.clone())?;
+        server = server.tls(tls);
+    }
+    let listeners = portway::bind(&args.listen.listen).await.map_err(|e| match e {
+        portway::BindError::Bind { .. } => format!("{e}; choose another address with --listen"),
+        other => other.to_string(),
+    })?;
+    for listener in &listeners {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, url = %format!("{scheme}://{address}/"), interop = args.interop, "portway listening");
+    }
+    server.serve(listeners, shutdown_signal(stop, grace)).await?;
+    // Every write acknowledged so far is on disk already; this lets the writer finish what
+    // was queued and closes the database.
     mounted.state.shutdown().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Why the listener could not be bound, as a sentence that names the address.
-fn bind_failed(address: SocketAddr, e: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::AddrInUse => format!(
-            "the address {address} is already in use (another portway, or another server, listens there); stop it \
-             or choose another address with --listen"
-        ),
-        ErrorKind::AddrNotAvailable => {
-            format!("the address {address} is not an address of this machine; choose another with --listen")
-        }
-        ErrorKind::PermissionDenied => format!(
-            "permission denied to listen on {address} (ports below 1024 need privileges); choose a port above 1023 \
-             with --listen"
-        ),
-        _ => format!("cannot listen on {address}: {e}"),
-    }
 }
 
 /// Asks the upstreams for their services again on every SIGHUP.
@@ -586,26 +604,4 @@ async fn refresh_on_sighup(catalog: Catalog) {
     }
     #[cfg(not(unix))]
     drop(catalog);
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
 }

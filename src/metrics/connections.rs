@@ -17,9 +17,11 @@ pub(crate) enum Timeout {
     Write = 3,
     /// No open request for `idle_timeout`.
     Idle = 4,
+    /// A TLS handshake not complete within `tls_handshake_timeout`.
+    TlsHandshake = 5,
 }
 
-const TIMEOUTS: [&str; 5] = ["first_byte", "header", "body", "write", "idle"];
+const TIMEOUTS: [&str; 6] = ["first_byte", "header", "body", "write", "idle", "tls_handshake"];
 
 /// Counters of the listener's decisions, rendered at `/metrics`.
 #[derive(Debug, Default)]
@@ -27,11 +29,22 @@ pub struct ConnectionCounters {
     pub(crate) refused_per_address: AtomicU64,
     pub(crate) reclaimed: AtomicU64,
     timeouts: [AtomicU64; TIMEOUTS.len()],
+    tls_handshake_failures: AtomicU64,
 }
 
 impl ConnectionCounters {
     pub(crate) fn timed_out(&self, which: Timeout) {
         self.timeouts[which as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// TLS handshakes that failed so far (a protocol error, no common cipher, a client
+    /// certificate refused), timeouts not included.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.tls_handshake_failures.load(Ordering::Relaxed)
     }
 
     /// Connections closed so far to make room for a new one (the reserve at work).
@@ -40,7 +53,7 @@ impl ConnectionCounters {
     }
 
     /// Connections closed by the timeout `which` (one of `first_byte`, `header`, `body`,
-    /// `write`, `idle`) so far.
+    /// `write`, `idle`, `tls_handshake`) so far.
     pub fn timeouts(&self, which: &str) -> u64 {
         TIMEOUTS.iter().position(|t| *t == which).map_or(0, |i| self.timeouts[i].load(Ordering::Relaxed))
     }
@@ -62,6 +75,12 @@ impl ConnectionCounters {
             "portway_connections_reclaimed_total",
             "Connections closed to make room for a new one while the connection table was full.",
             self.reclaimed.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "portway_tls_handshake_failures_total",
+            "TLS handshakes that failed (timeouts are counted in portway_connection_timeouts_total).",
+            self.tls_handshake_failures.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

@@ -5,3 +5,4 @@ pub mod auth;
 pub mod deadline;
 pub mod limit;
 pub mod rate;
+pub(crate) mod shutdown;

@@ -124,7 +124,8 @@ async fn a_single_message_method_gets_exactly_one() {
 async fn the_layer_refuses_unreadable_encodings_and_narrows_accepted_ones() {
     use tower::{Layer as _, ServiceExt as _};
     let stub = crate::testing::Stub::default();
-    let layer = MessageLimitLayer::new(1024, crate::transcode::SharedMethods::new(crate::transcode::MethodTable::generated()));
+    let layer =
+        MessageLimitLayer::new(1024, crate::transcode::SharedMethods::new(crate::transcode::MethodTable::generated()));
     let call = |headers: &[(&'static str, &'static str)]| {
         let mut req = Request::post("/grpc.testing.TestService/UnaryCall")
             .header("content-type", "application/grpc")

@@ -18,6 +18,7 @@ use tonic::Status;
 
 use super::call::{CallCtl, Inbound};
 use super::close_code;
+use super::drain::{self, SessionDrain};
 use super::frames::server::{self as frames, Hello};
 use super::frames::{ClientFrame, Open, ParseError, Reason, SUBPROTOCOL, canonical_message};
 use super::guards::{CallSlots, SocketPermit, TaskGuard};
@@ -109,8 +110,12 @@ impl<S: GrpcService> Session<S> {
         let mut last_heard = Instant::now();
         let idle = tokio::time::sleep(limits.idle_timeout);
         tokio::pin!(idle);
+        let mut drain = SessionDrain::new(&self.ctx.shutdown);
 
         let close = loop {
+            if drain.is_draining() && self.calls.is_empty() {
+                break Some(drain::going_away());
+            }
             // Biased, frames last: a call task that ended is joined (and its handle
             // dropped) before the next frame is read, so ended calls never pile up.
             tokio::select! {
@@ -129,6 +134,7 @@ impl<S: GrpcService> Session<S> {
                         }
                     }
                 }
+                () = drain.begun() => {}
                 _ = heartbeat.tick() => {
                     if !self.out.send(frames::HEARTBEAT.to_string()).await || !self.out.send_out(Out::Ping).await {
                         break None;
@@ -249,6 +255,9 @@ impl<S: GrpcService> Session<S> {
         let id = open.id;
         if let Err(flow) = self.claim_id(id).await {
             return flow;
+        }
+        if self.ctx.shutdown.is_draining() {
+            return self.reply(frames::status(id, &drain::refused())).await;
         }
         let method = match self.ctx.invoker.resolve(&open.method) {
             Ok(m) => m,

@@ -40,7 +40,13 @@ fn harness_with(config: Config, out: usize) -> Harness {
     let stream = tokio_stream::wrappers::ReceiverStream::new(inbound);
     let permit = SocketPermit::try_acquire(&Arc::new(Semaphore::new(1)), &metrics).expect("a permit");
     let limits = Limits::from_config(&config);
-    let ctx = SessionContext { invoker, metadata: HeaderMap::new(), extensions: http::Extensions::new(), limits };
+    let ctx = SessionContext {
+        invoker,
+        metadata: HeaderMap::new(),
+        extensions: http::Extensions::new(),
+        limits,
+        shutdown: Default::default(),
+    };
     let session = tokio::spawn(run(sink, stream, ctx, metrics.clone(), permit));
     Harness { to_server, from_server, metrics, stub, session }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::{AllowedOrigins, Config};
+use crate::drain::Shutdown;
 use crate::transcode::{Invoker, limits};
 
 /// The numbers a session enforces, resolved from [`crate::config::WebSocketConfig`].
@@ -111,4 +112,6 @@ pub(crate) struct SessionContext<S> {
     pub extensions: http::Extensions,
     /// The limits in force.
     pub limits: Limits,
+    /// The gateway's drain switch (`drain`).
+    pub shutdown: Shutdown,
 }

@@ -218,12 +218,13 @@ pub struct WebSocketConfig {
     /// The one path that accepts WebSocket upgrades; an upgrade to any other path is
     /// answered 404. Default: `/ws`.
     pub path: String,
-    /// The largest message (its JSON text) a client may send in one frame; a larger one
-    /// ends its call with `resource_exhausted`, the socket stays open. `None`: the gateway's
-    /// [`Config::max_message_bytes`]. Default: `None`.
+    /// The largest message JSON text a client may send in one frame; a larger one ends its
+    /// call with `resource_exhausted`, the socket stays open. The decoded message is held to
+    /// [`Config::max_message_bytes`] whatever this is. `None`: the JSON text bound of that
+    /// limit (twice it plus 64 KiB), so every message within the limit fits. Default: `None`.
     pub max_message_bytes: Option<usize>,
     /// The largest WebSocket frame read at all. A frame beyond it cannot be skipped, so the
-    /// socket is closed with code 1009. `None`: twice the message limit plus 64 KiB, so a
+    /// socket is closed with code 1009. `None`: the JSON text limit plus 64 KiB, so a
     /// message somewhat over its limit still gets a per-call error. Default: `None`.
     pub max_frame_bytes: Option<usize>,
     /// Calls open at once on one socket; an `open` beyond it is refused with

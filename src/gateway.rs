@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::drain::Shutdown;
 use crate::metrics::Metrics;
 use crate::protocol::connect::ConnectService;
+use crate::protocol::grpc::{self, GrpcJson, GrpcWebAdapter};
 use crate::protocol::websocket::WebSocketService;
 use crate::protocol::{Protocol, classify, web};
 use crate::proxy::{Catalog, CatalogError, ProxyRouter};
@@ -45,7 +46,8 @@ pub struct Gateway {
 /// The adapters, one per protocol, all on the same stack.
 struct Adapters {
     grpc: GrpcStack,
-    grpc_web: tonic_web::GrpcWebService<GrpcStack>,
+    grpc_json: GrpcJson<GrpcStack>,
+    grpc_web: GrpcWebAdapter<GrpcStack>,
     connect: ConnectService<GrpcStack>,
     websocket: WebSocketService<GrpcStack>,
     web: axum::Router,
@@ -122,13 +124,22 @@ impl Gateway {
             req.extensions_mut().insert(protocol);
         }
         match protocol {
+            Protocol::Grpc | Protocol::GrpcJson | Protocol::GrpcWeb | Protocol::GrpcWebJson
+                if req.method() != Method::POST =>
+            {
+                grpc::method_not_allowed(req.method()).map(Body::new)
+            }
             Protocol::Grpc => {
                 let Ok(resp) = adapters.grpc.clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
             }
-            Protocol::GrpcWeb => {
-                let Ok(resp) = adapters.grpc_web.clone().oneshot(req.map(tonic::body::Body::new)).await;
+            Protocol::GrpcJson => {
+                let Ok(resp) = adapters.grpc_json.clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
+            }
+            Protocol::GrpcWeb | Protocol::GrpcWebJson => {
+                let json = protocol == Protocol::GrpcWebJson;
+                adapters.grpc_web.serve(req.map(tonic::body::Body::new), json).await.map(Body::new)
             }
             Protocol::WebSocket => {
                 let Ok(resp) = adapters.websocket.clone().oneshot(req.map(Body::new)).await;
@@ -241,15 +252,16 @@ impl<S, L> GatewayBuilder<S, L> {
     {
         let mark = L::LAYERED;
         let shutdown = Shutdown::default();
-        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &shutdown);
         let methods = self.methods.unwrap_or_else(|| SharedMethods::new(MethodTable::generated()));
         methods.limit_json_depth(self.config.max_json_depth);
+        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &methods, &shutdown);
         let invoker = Invoker::new(stack.clone(), methods);
         let metrics = self.metrics.unwrap_or_default();
         let config = self.config;
         Gateway {
             adapters: Arc::new(Adapters {
-                grpc_web: tonic_web::GrpcWebLayer::new().layer(stack.clone()),
+                grpc_json: GrpcJson::new(invoker.clone(), config.max_message_bytes),
+                grpc_web: GrpcWebAdapter::new(invoker.clone(), stack.clone(), config.max_message_bytes),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
                 websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone(), shutdown.clone()),
                 web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),

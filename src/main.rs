@@ -44,7 +44,8 @@ struct Args {
     #[arg(long, env = "PORTWAY_WEB_DIR")]
     web_dir: Option<PathBuf>,
 
-    /// Largest message, in bytes, accepted or sent on any protocol.
+    /// Largest message, in bytes, accepted or sent on any protocol: the message decoded
+    /// (binary protobuf, after decompression), whatever its codec and compression.
     #[arg(long, help_heading = "Limits", env = "PORTWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_message_bytes: usize,
 
@@ -428,12 +429,13 @@ struct WsArgs {
     #[arg(long = "ws-path", env = "PORTWAY_WS_PATH", default_value = "/ws")]
     ws_path: String,
 
-    /// Largest message (JSON text) a WebSocket client may send. Unset: --max-message-bytes.
+    /// Largest message JSON text a WebSocket client may send (the decoded message is held to
+    /// --max-message-bytes). Unset: twice --max-message-bytes plus 64 KiB.
     #[arg(long = "ws-max-message-bytes", env = "PORTWAY_WS_MAX_MESSAGE_BYTES")]
     ws_max_message_bytes: Option<usize>,
 
     /// Largest WebSocket frame read at all; a larger one closes the socket (1009).
-    /// Unset: twice the message limit plus 64 KiB.
+    /// Unset: the JSON text limit plus 64 KiB.
     #[arg(long = "ws-max-frame-bytes", env = "PORTWAY_WS_MAX_FRAME_BYTES")]
     ws_max_frame_bytes: Option<usize>,
 

@@ -40,7 +40,7 @@ use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
 use crate::middleware::shutdown::{DrainLayer, Shutdown};
 use crate::protocol::Protocol;
-use crate::transcode::GrpcStack;
+use crate::transcode::{GrpcStack, SharedMethods};
 
 /// How the layers given to [`crate::GatewayBuilder::layer`] are put on a service: implemented
 /// for tower's [`Identity`] (no layers: the service as it is) and [`Stack`] (layers: behind a
@@ -52,7 +52,14 @@ pub trait StackLayers<S>: sealed::Sealed {
 
     /// The stack below the gateway's own layers.
     #[doc(hidden)]
-    fn assemble(self, service: S, buffer: usize, config: &Config, shutdown: &Shutdown) -> GrpcStack;
+    fn assemble(
+        self,
+        service: S,
+        buffer: usize,
+        config: &Config,
+        methods: &SharedMethods,
+        shutdown: &Shutdown,
+    ) -> GrpcStack;
 }
 
 mod sealed {
@@ -71,9 +78,16 @@ where
 {
     const LAYERED: bool = false;
 
-    fn assemble(self, service: S, _buffer: usize, config: &Config, shutdown: &Shutdown) -> GrpcStack {
+    fn assemble(
+        self,
+        service: S,
+        _buffer: usize,
+        config: &Config,
+        methods: &SharedMethods,
+        shutdown: &Shutdown,
+    ) -> GrpcStack {
         // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
-        finish(Recover::new(service), config, shutdown)
+        finish(Recover::new(service), config, methods, shutdown)
     }
 }
 
@@ -88,23 +102,30 @@ where
 {
     const LAYERED: bool = true;
 
-    fn assemble(self, service: S, buffer: usize, config: &Config, shutdown: &Shutdown) -> GrpcStack {
+    fn assemble(
+        self,
+        service: S,
+        buffer: usize,
+        config: &Config,
+        methods: &SharedMethods,
+        shutdown: &Shutdown,
+    ) -> GrpcStack {
         let layered = self.layer(HideProtocol(service)).map_response(|resp| resp.map(Body::new)).map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it
         // need not be `Clone`), and every clone of the stack shares it.
         let buffered = Buffer::new(BoxService::new(layered), buffer.max(1));
-        finish(Recover::new(buffered), config, shutdown)
+        finish(Recover::new(buffered), config, methods, shutdown)
     }
 }
 
 /// The gateway's own layers on top, boxed once: a stack boxed twice costs two allocations
 /// more on every call (one per clone, one per future).
-fn finish<T>(bottom: T, config: &Config, shutdown: &Shutdown) -> GrpcStack
+fn finish<T>(bottom: T, config: &Config, methods: &SharedMethods, shutdown: &Shutdown) -> GrpcStack
 where
     T: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     T::Future: Send + 'static,
 {
-    let limited = MessageLimitLayer::new(config.max_message_bytes).layer(bottom);
+    let limited = MessageLimitLayer::new(config.max_message_bytes, methods.clone()).layer(bottom);
     let deadline = DeadlineLayer::new(config.max_call_timeout).layer(limited);
     BoxCloneSyncService::new(DrainLayer::new(shutdown.clone()).layer(deadline))
 }

@@ -1,5 +1,5 @@
 //! The bodies of an observed call: they count bytes and gRPC messages as they stream by
-//! (reading only the envelope headers, with the message limit's scanner), and the response
+//! (reading only the envelope headers, with the message limit's envelope tracker), and the response
 //! body takes the status from the trailers. Counts are kept in the body and handed to the
 //! call's state once, when the body is dropped.
 
@@ -13,7 +13,7 @@ use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::call_state::CallState;
-use super::limit::Scanner;
+use super::limit::Envelopes;
 
 /// Which way a body goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pin_project! {
         inner: B,
         state: Arc<CallState>,
         direction: Direction,
-        scanner: Scanner,
+        scanner: Envelopes,
         bytes: u64,
     }
 
@@ -48,7 +48,7 @@ pin_project! {
 
 impl<B> ObservedBody<B> {
     pub(crate) fn new(inner: B, state: Arc<CallState>, direction: Direction) -> Self {
-        Self { inner, state, direction, scanner: Scanner::new(usize::MAX), bytes: 0 }
+        Self { inner, state, direction, scanner: Envelopes::new(), bytes: 0 }
     }
 }
 
@@ -72,8 +72,7 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
-                    // Without a limit the scanner cannot refuse anything.
-                    let _ = this.scanner.scan(data);
+                    this.scanner.feed(data);
                 } else if let Some(trailers) = frame.trailers_ref()
                     && *this.direction == Direction::Response
                 {

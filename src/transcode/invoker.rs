@@ -5,7 +5,11 @@
 
 use std::sync::Arc;
 
+use http::Request;
 use tonic::Status;
+use tonic::body::Body;
+use tower::ServiceExt as _;
+use tower::util::Oneshot;
 
 use super::call::{self, Call, CallSetup, RequestMessages};
 use super::method::{MethodDescriptor, SharedMethods};
@@ -49,6 +53,12 @@ impl<S: GrpcService> Invoker<S> {
     /// Starts an in-process call (see [`call::start`]).
     pub async fn start(&self, setup: CallSetup, messages: RequestMessages, max_message: usize) -> Call {
         call::start(&self.stack, setup, messages, max_message).await
+    }
+
+    /// Sends a native gRPC request, already made, to the stack (for an adapter that
+    /// transcodes a gRPC body as it streams rather than message by message).
+    pub fn forward(&self, req: Request<Body>) -> Oneshot<S, Request<Body>> {
+        self.stack.clone().oneshot(req)
     }
 }
 

@@ -4,9 +4,11 @@
 
 pub(crate) mod call;
 pub mod codec;
+pub(crate) mod compression;
 pub mod dynamic;
 pub mod framing;
 mod invoker;
+pub(crate) mod limits;
 pub mod method;
 mod stack;
 pub mod status;

@@ -97,7 +97,7 @@ impl<S: GrpcService> Session<S> {
             kind: "hello",
             protocol: SUBPROTOCOL,
             initial_credit: limits.initial_credit,
-            max_message_bytes: limits.max_message_bytes,
+            max_message_bytes: limits.announced_message_bytes(),
             max_calls: limits.max_calls,
             heartbeat_ms: u64::try_from(limits.heartbeat.as_millis()).unwrap_or(u64::MAX),
             idle_timeout_ms: u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),

@@ -123,6 +123,10 @@ pub struct HttpConfig {
     /// of an HTTP/1.1 request, or the whole 24-byte HTTP/2 preface. Silent connections and
     /// half prefaces are closed when it passes. Default: 10 s.
     pub first_byte_timeout: Duration,
+    /// Time allowed for a TLS handshake, counted from the first byte of its ClientHello (the
+    /// time before it is `first_byte_timeout`'s). A handshake that does not complete in time
+    /// closes the connection. Only used with TLS. Default: 10 s.
+    pub tls_handshake_timeout: Duration,
     /// Time allowed to receive a request's headers: an HTTP/1.1 request head (counted from
     /// when the connection is ready for the next request, so it also closes HTTP/1.1
     /// keep-alive connections idle for this long), or an HTTP/2 header block (a HEADERS
@@ -171,7 +175,11 @@ pub struct HttpConfig {
     /// client still writing its request reads the response instead of a connection reset.
     /// Default: 2 s.
     pub close_linger: Duration,
-    /// How long graceful shutdown waits for open calls before closing them. Default: 10 s.
+    /// Graceful shutdown: once it begins, new connections are no longer accepted, open
+    /// connections are closed after their current response (HTTP/2: GOAWAY), streams in
+    /// progress end with `UNAVAILABLE` and WebSockets close with 1001; unary calls may finish
+    /// for this long. The server returns as soon as the last connection has closed, or when
+    /// this has passed. Default: 10 s.
     pub shutdown_grace: Duration,
 }
 
@@ -182,6 +190,7 @@ impl Default for HttpConfig {
             max_connections_per_address: 256,
             reclaim_after: Some(Duration::from_secs(1)),
             first_byte_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
@@ -209,12 +218,13 @@ pub struct WebSocketConfig {
     /// The one path that accepts WebSocket upgrades; an upgrade to any other path is
     /// answered 404. Default: `/ws`.
     pub path: String,
-    /// The largest message (its JSON text) a client may send in one frame; a larger one
-    /// ends its call with `resource_exhausted`, the socket stays open. `None`: the gateway's
-    /// [`Config::max_message_bytes`]. Default: `None`.
+    /// The largest message JSON text a client may send in one frame; a larger one ends its
+    /// call with `resource_exhausted`, the socket stays open. The decoded message is held to
+    /// [`Config::max_message_bytes`] whatever this is. `None`: the JSON text bound of that
+    /// limit (twice it plus 64 KiB), so every message within the limit fits. Default: `None`.
     pub max_message_bytes: Option<usize>,
     /// The largest WebSocket frame read at all. A frame beyond it cannot be skipped, so the
-    /// socket is closed with code 1009. `None`: twice the message limit plus 64 KiB, so a
+    /// socket is closed with code 1009. `None`: the JSON text limit plus 64 KiB, so a
     /// message somewhat over its limit still gets a per-call error. Default: `None`.
     pub max_frame_bytes: Option<usize>,
     /// Calls open at once on one socket; an `open` beyond it is refused with
@@ -259,4 +269,73 @@ impl Default for WebSocketConfig {
             write_buffer_bytes: 8 * 1024,
         }
     }
+}
+
+/// TLS on the listener. Build one with [`TlsConfig::files`] or [`TlsConfig::self_signed`], then
+/// load it with `portway::tls::Tls::load`, which reads and checks the files.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// Where the server's certificate comes from.
+    pub certificate: CertificateSource,
+    /// PEM file of the certificate authorities that client certificates must chain to
+    /// (mutual TLS). `None`: no client certificates are asked for. Default: `None`.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: whether a client must present a certificate. Default:
+    /// [`ClientAuth::Required`].
+    pub client_auth: ClientAuth,
+    /// Also serve cleartext HTTP/1.1 and HTTP/2 on the same port, told apart from TLS by the
+    /// first byte (a TLS handshake begins with 0x16, no HTTP request does). Default: `false`:
+    /// a cleartext HTTP/1.1 request is answered `400` with a sentence that says to use
+    /// `https://`, anything else is closed.
+    pub allow_cleartext: bool,
+}
+
+impl TlsConfig {
+    /// TLS with a certificate chain and its private key, both PEM files (the chain: the
+    /// server's certificate first, then its intermediates; the key: PKCS#8, PKCS#1 or SEC1).
+    /// Both are read again on `Tls::reload`.
+    pub fn files(chain: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self::with(CertificateSource::Files { chain: chain.into(), key: key.into() })
+    }
+
+    /// TLS with a certificate generated at start-up for `localhost`, `127.0.0.1` and `::1`,
+    /// signed by itself: for local use (browsers warn, `curl` needs `--insecure`).
+    pub fn self_signed() -> Self {
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        Self::with(CertificateSource::SelfSigned { names })
+    }
+
+    fn with(certificate: CertificateSource) -> Self {
+        Self { certificate, client_ca: None, client_auth: ClientAuth::Required, allow_cleartext: false }
+    }
+}
+
+/// Where a TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateSource {
+    /// PEM files: the certificate chain (leaf first) and its private key.
+    Files {
+        /// The certificate chain.
+        chain: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// Generated at start-up, signed by itself, for these DNS names and IP addresses.
+    SelfSigned {
+        /// The names the certificate is valid for.
+        names: Vec<String>,
+    },
+}
+
+/// Whether clients must present a certificate when a client CA is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// The handshake fails without a certificate that chains to the client CA.
+    #[default]
+    Required,
+    /// A client may present no certificate (it then has no identity); one that it presents
+    /// must chain to the client CA.
+    Optional,
 }

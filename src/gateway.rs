@@ -22,11 +22,14 @@ use tower_http::cors::Cors;
 
 pub use self::stack::{HideProtocol, StackLayers};
 use crate::config::Config;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
 use crate::protocol::connect::ConnectService;
+use crate::protocol::grpc::{self, GrpcJson, GrpcWebAdapter};
 use crate::protocol::websocket::WebSocketService;
 use crate::protocol::{Protocol, classify, web};
-use crate::transcode::{GrpcStack, Invoker, MethodTable};
+use crate::proxy::{Catalog, CatalogError, ProxyRouter};
+use crate::transcode::{GrpcStack, Invoker, MethodTable, SharedMethods};
 
 /// Requests that may wait at once for a layered stack's buffer (see
 /// [`GatewayBuilder::buffer_capacity`]).
@@ -43,12 +46,15 @@ pub struct Gateway {
 /// The adapters, one per protocol, all on the same stack.
 struct Adapters {
     grpc: GrpcStack,
-    grpc_web: tonic_web::GrpcWebService<GrpcStack>,
+    grpc_json: GrpcJson<GrpcStack>,
+    grpc_web: GrpcWebAdapter<GrpcStack>,
     connect: ConnectService<GrpcStack>,
     websocket: WebSocketService<GrpcStack>,
     web: axum::Router,
     metrics: Arc<Metrics>,
     config: Config,
+    /// Started by the listener; ends streams on the stack and WebSocket sessions.
+    shutdown: Shutdown,
     /// Put the protocol in each request's extensions: only layers can read it, so only a
     /// stack with layers gets it.
     mark: bool,
@@ -60,9 +66,11 @@ pub struct GatewayBuilder<S = Routes, L = Identity> {
     service: S,
     layers: L,
     buffer: usize,
-    methods: Option<MethodTable>,
+    methods: Option<SharedMethods>,
     config: Config,
     metrics: Option<Arc<Metrics>>,
+    /// The upstreams `/healthz` reports (proxy mode).
+    upstreams: Option<web::Upstreams>,
 }
 
 impl Gateway {
@@ -78,6 +86,7 @@ impl Gateway {
             methods: None,
             config: Config::default(),
             metrics: None,
+            upstreams: None,
         }
     }
 
@@ -89,6 +98,11 @@ impl Gateway {
     /// The configuration this gateway was built with.
     pub fn config(&self) -> &Config {
         &self.adapters.config
+    }
+
+    /// The drain switch the listener flips at shutdown.
+    pub(crate) fn shutdown(&self) -> &Shutdown {
+        &self.adapters.shutdown
     }
 
     /// The service to hand to a connection: this gateway with CORS outermost.
@@ -110,13 +124,22 @@ impl Gateway {
             req.extensions_mut().insert(protocol);
         }
         match protocol {
+            Protocol::Grpc | Protocol::GrpcJson | Protocol::GrpcWeb | Protocol::GrpcWebJson
+                if req.method() != Method::POST =>
+            {
+                grpc::method_not_allowed(req.method()).map(Body::new)
+            }
             Protocol::Grpc => {
                 let Ok(resp) = adapters.grpc.clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
             }
-            Protocol::GrpcWeb => {
-                let Ok(resp) = adapters.grpc_web.clone().oneshot(req.map(tonic::body::Body::new)).await;
+            Protocol::GrpcJson => {
+                let Ok(resp) = adapters.grpc_json.clone().oneshot(req.map(tonic::body::Body::new)).await;
                 resp.map(Body::new)
+            }
+            Protocol::GrpcWeb | Protocol::GrpcWebJson => {
+                let json = protocol == Protocol::GrpcWebJson;
+                adapters.grpc_web.serve(req.map(tonic::body::Body::new), json).await.map(Body::new)
             }
             Protocol::WebSocket => {
                 let Ok(resp) = adapters.websocket.clone().oneshot(req.map(Body::new)).await;
@@ -143,8 +166,46 @@ impl<S, L> GatewayBuilder<S, L> {
 
     /// Sets the method table the JSON protocols use (default: [`MethodTable::generated`]).
     pub fn methods(mut self, methods: MethodTable) -> Self {
+        self.methods = Some(SharedMethods::new(methods));
+        self
+    }
+
+    /// Sets a method table that can be replaced while the gateway runs.
+    pub fn shared_methods(mut self, methods: SharedMethods) -> Self {
         self.methods = Some(methods);
         self
+    }
+
+    /// Serves every service `catalog` knows of: upstreams' services forwarded to them, local
+    /// ones (this builder's service) with JSON codecs from their descriptors; reflection and
+    /// health answered for all of them (see [`crate::proxy`]).
+    pub fn catalog(self, catalog: Catalog) -> GatewayBuilder<ProxyRouter<S>, L> {
+        let methods = catalog.shared_methods();
+        let upstreams: web::Upstreams = {
+            let catalog = catalog.clone();
+            Arc::new(move || catalog.upstreams())
+        };
+        GatewayBuilder {
+            service: ProxyRouter::new(self.service, catalog),
+            layers: self.layers,
+            buffer: self.buffer,
+            methods: Some(methods),
+            config: self.config,
+            metrics: self.metrics,
+            upstreams: Some(upstreams),
+        }
+    }
+
+    /// Serves every service of `file_descriptor_sets` (what tonic-prost-build writes for
+    /// reflection, `FILE_DESCRIPTOR_SET`) over every protocol, in reflection and in health:
+    /// the service handed to [`Gateway::builder`] implements them. A reflection or health
+    /// service among its routes merges with portway's.
+    pub fn descriptors(
+        self,
+        file_descriptor_sets: &[&[u8]],
+    ) -> Result<GatewayBuilder<ProxyRouter<S>, L>, CatalogError> {
+        let (health, _) = tonic_health::server::health_reporter();
+        Ok(self.catalog(Catalog::local(file_descriptor_sets, health)?))
     }
 
     /// Shares counters with the caller (default: a fresh set).
@@ -173,6 +234,7 @@ impl<S, L> GatewayBuilder<S, L> {
             methods: self.methods,
             config: self.config,
             metrics: self.metrics,
+            upstreams: self.upstreams,
         }
     }
 
@@ -189,21 +251,24 @@ impl<S, L> GatewayBuilder<S, L> {
         L: StackLayers<S>,
     {
         let mark = L::LAYERED;
-        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config);
-        let mut methods = self.methods.unwrap_or_else(MethodTable::generated);
+        let shutdown = Shutdown::default();
+        let methods = self.methods.unwrap_or_else(|| SharedMethods::new(MethodTable::generated()));
         methods.limit_json_depth(self.config.max_json_depth);
-        let invoker = Invoker::new(stack.clone(), Arc::new(methods));
+        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &methods, &shutdown);
+        let invoker = Invoker::new(stack.clone(), methods);
         let metrics = self.metrics.unwrap_or_default();
         let config = self.config;
         Gateway {
             adapters: Arc::new(Adapters {
-                grpc_web: tonic_web::GrpcWebLayer::new().layer(stack.clone()),
+                grpc_json: GrpcJson::new(invoker.clone(), config.max_message_bytes),
+                grpc_web: GrpcWebAdapter::new(invoker.clone(), stack.clone(), config.max_message_bytes),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
-                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone()),
-                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config)),
+                websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone(), shutdown.clone()),
+                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),
                 grpc: stack,
                 metrics,
                 config,
+                shutdown,
                 mark,
             }),
         }

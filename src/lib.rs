@@ -45,12 +45,15 @@
 
 mod address;
 pub mod config;
+mod drain;
 mod gateway;
+pub mod logging;
 pub mod metrics;
 mod middleware;
 pub mod pb;
 mod protocol;
 pub mod protojson;
+pub mod proxy;
 mod server;
 pub mod services;
 pub mod settings_file;
@@ -67,6 +70,12 @@ pub mod __fuzz;
 
 pub use config::Config;
 pub use gateway::{Gateway, GatewayBuilder, GatewayService, HideProtocol, StackLayers};
+pub use middleware::observe::ObserveLayer;
 pub use middleware::{auth, rate};
 pub use protocol::{Encoding, Protocol};
-pub use server::{Error, serve};
+pub use server::{BindError, Error, Server, bind, serve, tls};
+
+/// The README's code blocks, compiled and run as doc tests (its embedding example among them).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -11,8 +11,18 @@ use clap::Parser;
 mod auth_args;
 use http::{HeaderName, HeaderValue};
 use portway::config::{AllowedOrigins, Config};
+use portway::proxy::{Catalog, Local, ProxyConfig, Target, UpstreamConfig};
 use portway::services::ServiceOptions;
 use portway::services::state::{StateOptions, StorageKind};
+
+use cli::listen::ListenArgs;
+use cli::signals::{StopSignals, reload_on_hangup, shutdown_signal};
+
+/// Parts of the command line with a file of their own (the binary's, not the library's).
+mod cli {
+    pub(crate) mod listen;
+    pub(crate) mod signals;
+}
 
 /// One port, every client: native gRPC, gRPC-Web, Connect/JSON and WebSocket in front of
 /// one tonic service stack.
@@ -25,10 +35,6 @@ struct Args {
     #[arg(long, env = "PORTWAY_CONFIG")]
     config: Option<PathBuf>,
 
-    /// Address to listen on (HTTP/1.1 and HTTP/2 on the same port).
-    #[arg(long, env = "PORTWAY_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-
     /// Mount the gRPC interop test service (grpc.testing.TestService).
     #[arg(long, env = "PORTWAY_INTEROP")]
     interop: bool,
@@ -38,7 +44,8 @@ struct Args {
     #[arg(long, env = "PORTWAY_WEB_DIR")]
     web_dir: Option<PathBuf>,
 
-    /// Largest message, in bytes, accepted or sent on any protocol.
+    /// Largest message, in bytes, accepted or sent on any protocol: the message decoded
+    /// (binary protobuf, after decompression), whatever its codec and compression.
     #[arg(long, help_heading = "Limits", env = "PORTWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_message_bytes: usize,
 
@@ -69,6 +76,9 @@ struct Args {
     cors_expose_headers: Vec<String>,
 
     #[command(flatten)]
+    listen: ListenArgs,
+
+    #[command(flatten)]
     conn: ConnArgs,
 
     #[command(flatten)]
@@ -79,6 +89,129 @@ struct Args {
 
     #[command(flatten)]
     auth: auth_args::AuthArgs,
+
+    #[command(flatten)]
+    proxy: ProxyArgs,
+
+    #[command(flatten)]
+    observe: ObserveArgs,
+}
+
+/// Proxy mode: gRPC servers elsewhere, served on this port over every protocol
+/// (docs/proxy.md).
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// A gRPC server to serve through portway: `[NAME=]URL`, URL `http://HOST:PORT`,
+    /// `https://HOST:PORT` or `unix:/PATH` (repeatable). The same NAME given again adds an endpoint to that upstream
+    /// (calls are balanced across them). Its services are found by server reflection, or
+    /// read from --descriptor-set.
+    #[arg(long = "upstream", env = "PORTWAY_UPSTREAMS", value_delimiter = ',', value_name = "[NAME=]URL")]
+    upstreams: Vec<String>,
+
+    /// A FileDescriptorSet (`buf build -o FILE`, `protoc --include_imports
+    /// --descriptor_set_out=FILE`) with an upstream's services, for upstreams without
+    /// reflection: `[NAME=]FILE` (repeatable; NAME may be left out when there is one upstream).
+    #[arg(long = "descriptor-set", env = "PORTWAY_DESCRIPTOR_SETS", value_delimiter = ',', value_name = "[NAME=]FILE")]
+    descriptor_sets: Vec<String>,
+
+    /// The CA certificates (PEM) that sign an `https://` upstream's certificate: `[NAME=]FILE`
+    /// (repeatable; NAME may be left out when there is one upstream). Without one, the
+    /// system's roots.
+    #[arg(long = "upstream-ca", env = "PORTWAY_UPSTREAM_CAS", value_delimiter = ',', value_name = "[NAME=]FILE")]
+    upstream_cas: Vec<String>,
+
+    /// Ask the upstreams for their services again every N seconds (also on SIGHUP); 0: only
+    /// on SIGHUP.
+    #[arg(long = "upstream-refresh-secs", env = "PORTWAY_UPSTREAM_REFRESH_SECS", default_value_t = 300)]
+    upstream_refresh_secs: u64,
+
+    /// Longest wait for an upstream's reflection to answer, in milliseconds.
+    #[arg(long = "upstream-discovery-timeout-ms", env = "PORTWAY_UPSTREAM_DISCOVERY_TIMEOUT_MS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_discovery_timeout_ms: u64,
+
+    /// Longest wait for a connection to an upstream, in milliseconds.
+    #[arg(long = "upstream-connect-timeout-ms", env = "PORTWAY_UPSTREAM_CONNECT_TIMEOUT_MS",
+          default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_connect_timeout_ms: u64,
+
+    /// How often each upstream's health is checked, in milliseconds (sooner while it is down).
+    #[arg(long = "upstream-health-interval-ms", env = "PORTWAY_UPSTREAM_HEALTH_INTERVAL_MS",
+          default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_health_interval_ms: u64,
+}
+
+impl ProxyArgs {
+    /// The proxy configuration, or `None` without upstreams.
+    fn config(&self, max_call_timeout: Option<Duration>) -> Result<Option<ProxyConfig>, String> {
+        if self.upstreams.is_empty() {
+            return match self.descriptor_sets.is_empty() && self.upstream_cas.is_empty() {
+                true => Ok(None),
+                false => Err("--descriptor-set and --upstream-ca describe an upstream: give it with --upstream".into()),
+            };
+        }
+        let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+        for given in &self.upstreams {
+            let (name, url) = named(given);
+            let target: Target = url.parse().map_err(|e: portway::proxy::TargetError| e.to_string())?;
+            let name = name.map_or_else(|| target.to_string(), str::to_owned);
+            match upstreams.iter_mut().find(|u| u.name == name) {
+                Some(u) => u.targets.push(target),
+                None => upstreams.push(UpstreamConfig::new(name, vec![target])),
+            }
+        }
+        for (flag, values) in [("--descriptor-set", &self.descriptor_sets), ("--upstream-ca", &self.upstream_cas)] {
+            for given in values {
+                let (name, file) = named(given);
+                let upstream = match name {
+                    Some(name) => upstreams.iter_mut().find(|u| u.name == name),
+                    None if upstreams.len() == 1 => upstreams.first_mut(),
+                    None => return Err(format!("{flag} {file}: name its upstream (NAME={file}): there are several")),
+                };
+                let upstream = upstream.ok_or_else(|| format!("{flag} {given}: no upstream has that name"))?;
+                let slot = if flag == "--upstream-ca" { &mut upstream.ca } else { &mut upstream.descriptor_set };
+                *slot = Some(PathBuf::from(file));
+            }
+        }
+        let mut config = ProxyConfig::default();
+        config.upstreams = upstreams;
+        config.refresh_interval =
+            (self.upstream_refresh_secs > 0).then(|| Duration::from_secs(self.upstream_refresh_secs));
+        config.discovery_timeout = Duration::from_millis(self.upstream_discovery_timeout_ms);
+        config.connect_timeout = Duration::from_millis(self.upstream_connect_timeout_ms);
+        config.health_interval = Duration::from_millis(self.upstream_health_interval_ms);
+        config.max_call_timeout = max_call_timeout;
+        Ok(Some(config))
+    }
+}
+
+/// `NAME=VALUE` → (Some(NAME), VALUE); a value without a name (a URL's `:` and `/` come
+/// before any `=`) → (None, VALUE).
+fn named(given: &str) -> (Option<&str>, &str) {
+    match given.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !name.contains([':', '/']) => (Some(name), value),
+        _ => (None, given),
+    }
+}
+
+/// Logs, audit records and metrics (docs/observability.md). What is logged is chosen by
+/// `RUST_LOG` (default: `info,h2=warn,hyper=warn`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Logs and metrics")]
+struct ObserveArgs {
+    /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "PORTWAY_LOG_FORMAT", value_enum, default_value_t = portway::logging::LogFormat::Text)]
+    log_format: portway::logging::LogFormat,
+
+    /// Log one audit record per call (request id, protocol, method, peer, key id, duration,
+    /// status code), target `portway::audit`.
+    #[arg(long, env = "PORTWAY_AUDIT_LOG")]
+    audit_log: bool,
+
+    /// Also serve `/metrics` on this address (e.g. an address only the monitoring network
+    /// reaches). `/metrics` stays on the main port too.
+    #[arg(long, env = "PORTWAY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Connections: how many, and how long each phase may take (docs/robustness.md).
@@ -169,7 +302,9 @@ struct ConnArgs {
     #[arg(long, env = "PORTWAY_CLOSE_LINGER_MS", default_value_t = 2_000)]
     close_linger_ms: u64,
 
-    /// On SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
+    /// On SIGTERM/SIGINT, how long unary calls may finish, in milliseconds (streams end at
+    /// once with UNAVAILABLE; the process exits when the last call has ended). A second
+    /// signal exits at once.
     #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
 }
@@ -294,12 +429,13 @@ struct WsArgs {
     #[arg(long = "ws-path", env = "PORTWAY_WS_PATH", default_value = "/ws")]
     ws_path: String,
 
-    /// Largest message (JSON text) a WebSocket client may send. Unset: --max-message-bytes.
+    /// Largest message JSON text a WebSocket client may send (the decoded message is held to
+    /// --max-message-bytes). Unset: twice --max-message-bytes plus 64 KiB.
     #[arg(long = "ws-max-message-bytes", env = "PORTWAY_WS_MAX_MESSAGE_BYTES")]
     ws_max_message_bytes: Option<usize>,
 
     /// Largest WebSocket frame read at all; a larger one closes the socket (1009).
-    /// Unset: twice the message limit plus 64 KiB.
+    /// Unset: the JSON text limit plus 64 KiB.
     #[arg(long = "ws-max-frame-bytes", env = "PORTWAY_WS_MAX_FRAME_BYTES")]
     ws_max_frame_bytes: Option<usize>,
 
@@ -353,22 +489,29 @@ impl std::fmt::Debug for Fatal {
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),
-        )
-        .init();
     let args = match portway::settings_file::parse::<Args, _>(std::env::args_os(), "config") {
         Ok(args) => args,
         Err(portway::settings_file::ParseError::Clap(e)) => e.exit(),
         Err(e) => return Err(e.into()),
     };
+    portway::logging::init(args.observe.log_format, args.observe.audit_log);
+    let tls = args.listen.tls()?;
+    if let Some(tls) = &tls {
+        tracing::info!(
+            fingerprint = %tls.fingerprint(),
+            certificate = %tls.summary(),
+            client_certificates = tls.asks_client_certificates(),
+            cleartext = tls.allows_cleartext(),
+            "TLS ready (SHA-256 fingerprint)"
+        );
+    }
 
     let mut config = Config::default();
     config.max_message_bytes = args.max_message_bytes;
     config.max_call_timeout = args.max_call_timeout_ms.map(Duration::from_millis);
     config.max_json_depth = usize::try_from(args.max_json_depth).unwrap_or(usize::MAX);
     args.conn.apply(&mut config.http);
+    config.http.tls_handshake_timeout = Duration::from_millis(args.listen.tls_handshake_timeout_ms);
     let ws = &mut config.websocket;
     ws.path = args.ws.ws_path;
     ws.max_message_bytes = args.ws.ws_max_message_bytes;
@@ -412,58 +555,90 @@ async fn main() -> Result<(), Fatal> {
     let edge = args.auth.layers(args.max_message_bytes)?;
     let mounted = portway::services::mount(&options).await?;
 
-    let builder = portway::Gateway::builder(mounted.routes).config(config);
-    let gateway = match edge {
-        None => builder.build(),
-        Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.layer(auth).layer(rate).build(),
-        Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
+    let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
+    metrics.register(|registry| registry.register_collector(Box::new(mounted.state.metrics())));
+    let observe =
+        portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods()).audit(args.observe.audit_log);
+    // The call metrics and the edge layers (auth, rate limits) go on whichever stack serves;
+    // the metrics outermost, so that calls the edge layers refuse are counted and audited too.
+    macro_rules! with_edge {
+        ($builder:expr) => {{
+            let builder = $builder.metrics(metrics.clone()).layer(observe);
+            match edge {
+                None => builder.build(),
+                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.layer(auth).layer(rate).build(),
+                Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
+            }
+        }};
+    }
+    let proxy = args.proxy.config(config.max_call_timeout)?;
+    let gateway = match proxy {
+        None => with_edge!(portway::Gateway::builder(mounted.routes).config(config)),
+        Some(proxy) => {
+            let local = Local::discover(mounted.routes.clone(), &[], proxy.discovery_timeout).await?;
+            let catalog = Catalog::start(proxy, local, mounted.health.clone()).await?;
+            for (service, upstream) in catalog.routes() {
+                tracing::info!(%service, %upstream, "proxying");
+            }
+            tokio::spawn(refresh_on_sighup(catalog.clone()));
+            with_edge!(portway::Gateway::builder(mounted.routes).config(config).catalog(catalog))
+        }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| bind_failed(args.listen, &e))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, url = %format_args!("http://{address}/"), interop = args.interop, "portway listening");
-    portway::serve(listener, gateway, shutdown_signal()).await?;
+    let grace = gateway.config().http.shutdown_grace;
+    // Armed before the address is logged: from then on no signal is missed (SIGHUP's default
+    // action would end the process).
+    let stop = StopSignals::new()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut server = portway::Server::new(gateway);
+    if let Some(tls) = tls {
+        reload_on_hangup(tls.clone())?;
+        server = server.tls(tls);
+    }
+    let listeners = portway::bind(&args.listen.listen).await.map_err(|e| match e {
+        portway::BindError::Bind { .. } => format!("{e}; choose another address with --listen"),
+        other => other.to_string(),
+    })?;
+    for listener in &listeners {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, url = %format!("{scheme}://{address}/"), interop = args.interop, "portway listening");
+    }
+    if let Some(addr) = args.observe.metrics_listen {
+        let addr = addr.to_string();
+        let listener = portway::bind(&[addr]).await.map_err(|e| match e {
+            portway::BindError::Bind { .. } => format!("{e}; choose another address with --metrics-listen"),
+            other => other.to_string(),
+        })?;
+        for listener in listener {
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            tokio::spawn(portway::metrics::serve(listener, metrics.clone()));
+        }
+    }
+    server.serve(listeners, shutdown_signal(stop, grace)).await?;
+    // Every write acknowledged so far is on disk already; this lets the writer finish what
+    // was queued and closes the database.
     mounted.state.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Why the listener could not be bound, as a sentence that names the address.
-fn bind_failed(address: SocketAddr, e: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::AddrInUse => format!(
-            "the address {address} is already in use (another portway, or another server, listens there); stop it \
-             or choose another address with --listen"
-        ),
-        ErrorKind::AddrNotAvailable => {
-            format!("the address {address} is not an address of this machine; choose another with --listen")
-        }
-        ErrorKind::PermissionDenied => format!(
-            "permission denied to listen on {address} (ports below 1024 need privileges); choose a port above 1023 \
-             with --listen"
-        ),
-        _ => format!("cannot listen on {address}: {e}"),
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Asks the upstreams for their services again on every SIGHUP.
+async fn refresh_on_sighup(catalog: Catalog) {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: refreshing the upstreams' services");
+            for failure in catalog.refresh().await {
+                tracing::warn!(%failure, "refresh");
             }
-            Err(_) => std::future::pending().await,
+            for (service, upstream) in catalog.routes() {
+                tracing::info!(%service, %upstream, "proxying");
+            }
+            tracing::info!("upstreams refreshed");
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    drop(catalog);
 }

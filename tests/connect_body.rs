@@ -26,10 +26,10 @@ where
 }
 
 /// A chunked (no content-length) body sent as `chunks` separate frames.
-fn chunked(
-    chunks: Vec<&'static str>,
+fn chunked<C: Into<String>>(
+    chunks: Vec<C>,
 ) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>>> {
-    StreamBody::new(stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))))
+    StreamBody::new(stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(Bytes::from(c.into()))))))
 }
 
 #[tokio::test]
@@ -60,10 +60,26 @@ async fn a_body_over_the_limit_is_refused() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
     assert_eq!(json["code"], "resource_exhausted");
 
-    // Chunked: refused once the frames add up to more than the limit.
+    // Chunked: the limit is on the decoded message (here 48 bytes of payload), whatever
+    // the framing of its text.
     let req = Request::post(format!("{}{UNARY}", server.url()))
         .header("content-type", "application/json")
-        .body(chunked(vec!["{\"responseSize\":1,", "\"payload\":{\"body\":\"", "AAAAAAAAAAAAAAAAAAAAAAAA\"}}"]))
+        .body(chunked(vec![
+            "{\"responseSize\":1,",
+            "\"payload\":{\"body\":\"",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}",
+        ]))
+        .expect("request");
+    let (status, json) = send(req).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
+    assert_eq!(json["code"], "resource_exhausted");
+
+    // JSON text past its own bound (twice the limit plus 64 KiB) is refused unparsed, here
+    // whitespace that would decode to nothing.
+    let padded = format!("{{{}\"responseSize\":1}}", " ".repeat(70 * 1024));
+    let req = Request::post(format!("{}{UNARY}", server.url()))
+        .header("content-type", "application/json")
+        .body(chunked(vec![padded]))
         .expect("request");
     let (status, json) = send(req).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");

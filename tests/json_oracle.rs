@@ -22,45 +22,13 @@ mod inputs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use base64::Engine as _;
-use corpus::Message;
-use portway::pb::portway::testing::v1 as pb;
-use portway::transcode::codec::DepthLimited;
-use portway::transcode::{MessageCodec, codec};
-use prost::Message as _;
+use corpus::{codec_for, encode};
 use serde_json::json;
 
 const PACKAGE: &str = "portway.testing.v1";
 const CORPUS_FILE: &str = "portway/testing/v1/corpus.proto";
-
-/// The codec of a corpus type, as the gateway uses it (with the default depth limit).
-fn codec_for(short: &str) -> Arc<dyn MessageCodec> {
-    let inner = match short {
-        "Scalars" => codec::<pb::Scalars>("portway.testing.v1.Scalars"),
-        "Repeated" => codec::<pb::Repeated>("portway.testing.v1.Repeated"),
-        "Optionals" => codec::<pb::Optionals>("portway.testing.v1.Optionals"),
-        "Maps" => codec::<pb::Maps>("portway.testing.v1.Maps"),
-        "Oneofs" => codec::<pb::Oneofs>("portway.testing.v1.Oneofs"),
-        "Nested" => codec::<pb::Nested>("portway.testing.v1.Nested"),
-        "WellKnown" => codec::<pb::WellKnown>("portway.testing.v1.WellKnown"),
-        other => panic!("no corpus type {other}"),
-    };
-    Arc::new(DepthLimited::new(inner, portway::protojson::DEFAULT_MAX_DEPTH))
-}
-
-fn encode(message: &Message) -> (&'static str, Vec<u8>) {
-    match message {
-        Message::Scalars(m) => ("Scalars", m.encode_to_vec()),
-        Message::Repeated(m) => ("Repeated", m.encode_to_vec()),
-        Message::Optionals(m) => ("Optionals", m.encode_to_vec()),
-        Message::Maps(m) => ("Maps", m.encode_to_vec()),
-        Message::Oneofs(m) => ("Oneofs", m.encode_to_vec()),
-        Message::Nested(m) => ("Nested", m.encode_to_vec()),
-        Message::WellKnown(m) => ("WellKnown", m.encode_to_vec()),
-    }
-}
 
 /// The Python to run, and whether it has the pinned protobuf.
 fn python() -> Option<(PathBuf, String)> {

@@ -158,11 +158,11 @@ async fn healthz_and_metrics() {
 
     let reply = get(Http::H1, &format!("{}/metrics", server.url())).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(reply.header("content-type").unwrap().starts_with("application/openmetrics-text"));
     let text = String::from_utf8(reply.body.to_vec()).unwrap();
     for line in [
         "# TYPE portway_connections_open gauge",
-        "# TYPE portway_requests_total counter",
+        "# TYPE portway_requests counter",
         "portway_requests_total{protocol=\"web\"} 3",
         "portway_requests_total{protocol=\"grpc\"} 1",
         "portway_requests_total{protocol=\"grpc_web\"} 1",

@@ -97,11 +97,11 @@ async fn the_binary_serves_the_demo_from_any_directory() {
         .current_dir(cwd.path())
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start portway");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let addr = common::http::guard(async {
         while let Some(line) = lines.next_line().await.expect("read the log") {
             if let Some(rest) = line.split("portway listening address=").nth(1) {

@@ -1320,3 +1320,26 @@ async fn server_metrics(server: &TestServer) -> String {
     tcp.read_to_string(&mut out).await.unwrap();
     out
 }
+
+#[tokio::test]
+async fn the_message_limit_is_on_the_decoded_message_both_ways() {
+    const LIMIT: usize = 64 * 1024;
+    let server = common::start_interop(config(|c| c.max_message_bytes = LIMIT)).await;
+    let mut ws = connect(&server).await;
+    assert_eq!(ws.hello["maxMessageBytes"], LIMIT);
+    // A payload of n bytes is n + 8 bytes of message (tags and lengths). 1 KiB under the
+    // limit is ~86 KiB of JSON (base64): it passes; over the limit it does not.
+    let under = LIMIT - 1024 - 8;
+    let out = ws.unary(1, "UnaryCall", json!({"payload":{"body":b64(under)}})).await;
+    assert_eq!(out.code(), "ok", "{:?}", out.status);
+    let out = ws.unary(2, "UnaryCall", json!({"payload":{"body":b64(LIMIT)}})).await;
+    assert_eq!(out.code(), "resource_exhausted", "{:?}", out.status);
+    // Responses the same.
+    let out = ws.unary(3, "UnaryCall", json!({"responseSize": under})).await;
+    assert_eq!(out.code(), "ok", "{:?}", out.status);
+    let out = ws.unary(4, "UnaryCall", json!({"responseSize": LIMIT})).await;
+    assert_eq!(out.code(), "resource_exhausted", "{:?}", out.status);
+    assert!(out.messages.is_empty());
+    drop(ws);
+    settled(&server.metrics).await;
+}

@@ -61,6 +61,28 @@ impl Server {
         plain: bool,
         callgrind_out: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        Self::spawn(kind, cpu, threads, plain, callgrind_out, None).await
+    }
+
+    /// portway in proxy mode ([`Kind::Proxy`]) in front of the server at `upstream`, under
+    /// callgrind when `callgrind_out` is `Some`.
+    pub async fn start_proxy(
+        upstream: SocketAddr,
+        cpu: Option<usize>,
+        threads: usize,
+        callgrind_out: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(Kind::Proxy, cpu, threads, false, callgrind_out, Some(upstream)).await
+    }
+
+    async fn spawn(
+        kind: Kind,
+        cpu: Option<usize>,
+        threads: usize,
+        plain: bool,
+        callgrind_out: Option<&Path>,
+        upstream: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let wrap: Vec<String> =
             std::env::var(WRAP_ENV).unwrap_or_default().split_whitespace().map(String::from).collect();
@@ -91,6 +113,9 @@ impl Server {
         }
         if plain && kind != Kind::Portway {
             cmd.arg("--plain");
+        }
+        if let Some(upstream) = upstream {
+            cmd.env(crate::servers::UPSTREAM_ENV, upstream.to_string());
         }
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
         let mut child = cmd.spawn().context("spawning server")?;

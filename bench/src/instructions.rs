@@ -69,29 +69,39 @@ impl Work {
 /// Instructions per request (or stream message) of `kind` doing `work`; the dumps go to
 /// `out.1` (start-up and warm-up) and `out.2` (the counted requests).
 pub async fn per_request(kind: Kind, work: &Work, setup: &Setup<'_>, out: &Path) -> anyhow::Result<f64> {
-    for n in 1..=2 {
-        let _ = std::fs::remove_file(dump_file(out, n));
-    }
+    clear(out);
     let server = Server::start_with(kind, None, 1, setup.plain, Some(out)).await?;
+    measure(&server, work, setup, out).await
+}
+
+/// The same for a server already started under callgrind writing to `out`.
+pub async fn measure(server: &Server, work: &Work, setup: &Setup<'_>, out: &Path) -> anyhow::Result<f64> {
     let count = match work {
         Work::Unary(call, shape) => {
             let shape = *shape;
             let expected = calls::spot_check(server.addr, call, shape.is_h1()).await.context("spot check")?;
-            h2load::run(&server, call, shape, Budget::Requests(setup.warmup), expected, setup.work_dir).await?;
-            dump(&server, out, 1).await?;
+            h2load::run(server, call, shape, Budget::Requests(setup.warmup), expected, setup.work_dir).await?;
+            dump(server, out, 1).await?;
             let budget = Budget::Requests(setup.requests);
-            h2load::run(&server, call, shape, budget, expected, setup.work_dir).await?.count
+            h2load::run(server, call, shape, budget, expected, setup.work_dir).await?.count
         }
         Work::Stream { conns, streams } => {
-            stream::run(&server, *conns, *streams, Budget::Requests(setup.warmup)).await?;
-            dump(&server, out, 1).await?;
-            stream::run(&server, *conns, *streams, Budget::Requests(setup.requests)).await?.count
+            stream::run(server, *conns, *streams, Budget::Requests(setup.warmup)).await?;
+            dump(server, out, 1).await?;
+            stream::run(server, *conns, *streams, Budget::Requests(setup.requests)).await?.count
         }
     };
-    dump(&server, out, 2).await?;
+    dump(server, out, 2).await?;
     ensure!(count == setup.requests, "{count} of {} requests succeeded", setup.requests);
     let total = summary(&dump_file(out, 2))?;
     Ok(total as f64 / setup.requests as f64)
+}
+
+/// Removes the dumps of an earlier run at `out`.
+pub fn clear(out: &Path) {
+    for n in 1..=2 {
+        let _ = std::fs::remove_file(dump_file(out, n));
+    }
 }
 
 fn dump_file(out: &Path, n: u32) -> PathBuf {

@@ -103,6 +103,10 @@ enum Suite {
     IdleMemory,
     /// User-space instructions per request (or stream message) under callgrind: deterministic.
     Instructions,
+    /// Proxy mode: portway in front of a tonic server (passthrough native gRPC, Connect JSON
+    /// transcoded with the upstream's descriptors) against calling that server directly; the
+    /// CPU and instructions per call of the portway process are what it adds.
+    Proxy,
     /// Everything above.
     All,
 }
@@ -202,10 +206,12 @@ fn main() -> anyhow::Result<()> {
             Suite::Websocket,
             Suite::IdleMemory,
             Suite::Instructions,
+            Suite::Proxy,
         ];
     }
-    let needs_h2load =
-        suites.iter().any(|s| matches!(s, Suite::GrpcUnary | Suite::GrpcWeb | Suite::Connect | Suite::Json));
+    let needs_h2load = suites
+        .iter()
+        .any(|s| matches!(s, Suite::GrpcUnary | Suite::GrpcWeb | Suite::Connect | Suite::Json | Suite::Proxy));
     if needs_h2load && !h2load::available() {
         bail!("h2load not found: install it (Debian/Ubuntu: apt-get install -y nghttp2-client)");
     }
@@ -461,6 +467,7 @@ async fn run_suites(suites: &[Suite], plan: &Plan) -> anyhow::Result<(Vec<Row>, 
                     instr.push(InstrRow { suite, path, shape: shape.label(), baseline: baseline.label(), a, b });
                 }
             }
+            Suite::Proxy => proxy_suite(plan, &mut rows, &mut instr).await?,
             Suite::All => unreachable!("expanded above"),
         }
     }
@@ -495,11 +502,25 @@ async fn unary_row(
     call: HttpCall,
     shape: Shape,
 ) -> Row {
+    unary_row2(plan, suite, path, (a, call.clone()), (b, call), shape).await
+}
+
+/// An h2load row whose sides make different calls (a JSON call through portway against the
+/// same call in native gRPC to the server behind it, say).
+async fn unary_row2(
+    plan: &Plan,
+    suite: &'static str,
+    path: &str,
+    (a, call_a): (&Server, HttpCall),
+    (b, call_b): (&Server, HttpCall),
+    shape: Shape,
+) -> Row {
     eprintln!("   {path} {}", shape.label());
     let expected = async {
-        let ea = calls::spot_check(a.addr, &call, shape.is_h1()).await.context("A (portway)")?;
-        let eb =
-            calls::spot_check(b.addr, &call, shape.is_h1()).await.with_context(|| format!("B ({})", b.kind.label()))?;
+        let ea = calls::spot_check(a.addr, &call_a, shape.is_h1()).await.context("A (portway)")?;
+        let eb = calls::spot_check(b.addr, &call_b, shape.is_h1())
+            .await
+            .with_context(|| format!("B ({})", b.kind.label()))?;
         anyhow::Ok((ea, eb))
     }
     .await;
@@ -510,15 +531,84 @@ async fn unary_row(
         }
         Ok((ea, eb)) => {
             let work = plan.work_dir.as_path();
-            let call = &call;
+            let (call_a, call_b) = (&call_a, &call_b);
             ab(plan, a, b, move |s: &Server, d| {
-                let expected = if std::ptr::eq(s, a) { ea } else { eb };
+                let (call, expected) = if std::ptr::eq(s, a) { (call_a, ea) } else { (call_b, eb) };
                 h2load_sample(s, call, shape, d, expected, work)
             })
             .await
         }
     };
     Row { suite, path: path.into(), shape: shape.label(), baseline: b.kind.label(), a: a_side, b: b_side, others }
+}
+
+/// The `proxy` suite: A is portway in front of a tonic server (B), B is that server called
+/// directly. A's CPU and instructions per call are the portway process's alone: what the hop
+/// adds (the upstream does the same work either way).
+async fn proxy_suite(plan: &Plan, rows: &mut Vec<Row>, instr: &mut Vec<InstrRow>) -> anyhow::Result<()> {
+    let upstream = plan.start(Kind::Tonic).await?;
+    let proxy = Server::start_proxy(upstream.addr, plan.server_cpu, plan.server_threads, None).await?;
+    let label = "portway --upstream (A) / the upstream, tonic (B)";
+    for shape in [Shape::H2 { conns: 1, streams: 1 }, Shape::H2 { conns: 8, streams: 16 }] {
+        let grpc = (&proxy, calls::grpc());
+        rows.push(
+            unary_row2(plan, "proxy-grpc", "gRPC unary, forwarded", grpc, (&upstream, calls::grpc()), shape).await,
+        );
+    }
+    // (B is native gRPC, so HTTP/2 only.)
+    for shape in [Shape::H2 { conns: 1, streams: 1 }, Shape::H2 { conns: 8, streams: 16 }] {
+        let json = (&proxy, calls::connect_json());
+        rows.push(
+            unary_row2(
+                plan,
+                "proxy-json",
+                "Connect JSON, transcoded from the upstream's descriptors",
+                json,
+                (&upstream, calls::grpc()),
+                shape,
+            )
+            .await,
+        );
+    }
+    for row in rows.iter_mut().filter(|r| r.suite.starts_with("proxy-")) {
+        row.baseline = label;
+    }
+    drop(proxy);
+    if !instructions::available() {
+        eprintln!("   valgrind not found: skipping the proxy's instruction counts (apt-get install -y valgrind)");
+        return Ok(());
+    }
+    let setup = instructions::Setup {
+        warmup: plan.instr_warmup,
+        requests: plan.instr_requests,
+        plain: plan.baseline_defaults,
+        work_dir: &plan.work_dir,
+    };
+    let one_one = Shape::H2 { conns: 1, streams: 1 };
+    for (suite, path, call) in [
+        ("proxy-grpc", "gRPC unary, forwarded", calls::grpc()),
+        ("proxy-json", "Connect JSON, transcoded from the upstream's descriptors", calls::connect_json()),
+    ] {
+        eprintln!("   {path} {} (callgrind)", one_one.label());
+        let a = async {
+            let work = instructions::Work::Unary(call, one_one);
+            let out = instructions::out_file(&plan.profile_dir, suite, Kind::Proxy, &work);
+            instructions::clear(&out);
+            let server = Server::start_proxy(upstream.addr, None, 1, Some(&out)).await?;
+            instructions::measure(&server, &work, &setup, &out).await
+        }
+        .await
+        .map_err(|e| format!("{e:#}"));
+        let b = async {
+            let work = instructions::Work::Unary(calls::grpc(), one_one);
+            let out = instructions::out_file(&plan.profile_dir, suite, Kind::Tonic, &work);
+            instructions::per_request(Kind::Tonic, &work, &setup, &out).await
+        }
+        .await
+        .map_err(|e| format!("{e:#}"));
+        instr.push(InstrRow { suite, path, shape: one_one.label(), baseline: label, a, b });
+    }
+    Ok(())
 }
 
 fn h2load_sample<'a>(

@@ -37,7 +37,13 @@ pub enum Kind {
     AxumJson,
     /// B: a tokio-tungstenite echo server.
     WsEcho,
+    /// A: portway in proxy mode, in front of the server whose address is in
+    /// [`UPSTREAM_ENV`] (a `Tonic` child), its services discovered by reflection.
+    Proxy,
 }
+
+/// Where a [`Kind::Proxy`] server's upstream listens (`HOST:PORT`).
+pub const UPSTREAM_ENV: &str = "PORTWAY_BENCH_UPSTREAM";
 
 impl Kind {
     /// The name the report uses.
@@ -49,6 +55,7 @@ impl Kind {
             Kind::ConnectRust => "connect-rust",
             Kind::AxumJson => "axum+serde_json",
             Kind::WsEcho => "tokio-tungstenite",
+            Kind::Proxy => "portway --upstream",
         }
     }
 }
@@ -85,6 +92,7 @@ pub fn run(kind: Kind, cpu: Option<usize>, threads: usize, plain: bool) -> anyho
             Kind::ConnectRust => connect_rust(listener, plain).await,
             Kind::AxumJson => axum_json(listener, plain).await,
             Kind::WsEcho => ws_echo(listener).await,
+            Kind::Proxy => proxy(listener).await,
         }
     })
 }
@@ -101,7 +109,34 @@ async fn portway(listener: TcpListener) -> anyhow::Result<()> {
     // the default.
     config.http.max_connections = 1_000_000;
     config.websocket.max_sockets = 1_000_000;
-    let gateway = portway::Gateway::builder(routes().await?).config(config).build();
+    let builder = portway::Gateway::builder(routes().await?).config(config);
+    // `PORTWAY_BENCH_OBSERVE=1`: with the binary's call metrics layer (docs/benchmarks.md,
+    // "Call metrics"), to measure what it costs against the same build without it.
+    let gateway = if std::env::var_os("PORTWAY_BENCH_OBSERVE").is_some() {
+        let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
+        let observe = portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
+        builder.metrics(metrics).layer(observe).build()
+    } else {
+        builder.build()
+    };
+    portway::serve(listener, gateway, std::future::pending()).await?;
+    Ok(())
+}
+
+/// portway in proxy mode with nothing of its own: every service (the upstream serves the
+/// same routes as the other servers, state store and interop service included) is found by
+/// the upstream's reflection at `$PORTWAY_BENCH_UPSTREAM` and forwarded there.
+async fn proxy(listener: TcpListener) -> anyhow::Result<()> {
+    use portway::proxy::{Catalog, Local, ProxyConfig, UpstreamConfig};
+    let upstream = std::env::var(UPSTREAM_ENV).context("the upstream's address")?;
+    let mut proxy = ProxyConfig::default();
+    proxy.upstreams = vec![UpstreamConfig::new("tonic", vec![format!("http://{upstream}").parse()?])];
+    let (health, _) = tonic_health::server::health_reporter();
+    let catalog = Catalog::start(proxy, Local::none(), health).await?;
+    let mut config = portway::Config::default();
+    config.http.max_connections = 1_000_000;
+    let local = tonic::service::Routes::builder().routes();
+    let gateway = portway::Gateway::builder(local).config(config).catalog(catalog).build();
     portway::serve(listener, gateway, std::future::pending()).await?;
     Ok(())
 }

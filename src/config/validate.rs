@@ -89,7 +89,7 @@ impl Config {
             return Err(InvalidConfig(format!(
                 "the WebSocket frame limit (--ws-max-frame-bytes) {frame} is below the WebSocket message limit \
                  {message}, so a message at the limit could never arrive; give at least {message}, or leave it out \
-                 (twice the message limit plus 64 KiB)"
+                 (the WebSocket JSON text limit plus 64 KiB)"
             )));
         }
         if ws.max_calls_per_socket == 0 {

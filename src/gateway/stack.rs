@@ -1,9 +1,11 @@
 //! Assembling the one service stack every protocol ends in:
 //!
 //! ```text
-//! Deadline ─► MessageLimit ─► Recover ─► [Buffer ─►] CatchPanic ─► [your layers ─► HideProtocol ─►] your service
+//! Drain ─► Deadline ─► MessageLimit ─► Recover ─► [Buffer ─►] CatchPanic ─► [your layers ─► HideProtocol ─►] your service
 //! ```
 //!
+//! - `Drain` ([`crate::middleware::shutdown`]) ends streams in progress with `UNAVAILABLE` when
+//!   the gateway shuts down, for every protocol at once.
 //! - [`CatchPanic`] turns a panic in the caller's service or layers (in `call`, in the
 //!   response future, in the response body) into `INTERNAL` for that call only. It sits
 //!   right around the caller's code, inside the buffer of a layered stack: a layer that
@@ -42,8 +44,9 @@ use crate::config::Config;
 use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
 use crate::middleware::panic::CatchPanic;
+use crate::middleware::shutdown::{DrainLayer, Shutdown};
 use crate::protocol::Protocol;
-use crate::transcode::GrpcStack;
+use crate::transcode::{GrpcStack, SharedMethods};
 
 /// How the layers given to [`crate::GatewayBuilder::layer`] are put on a service: implemented
 /// for tower's [`Identity`] (no layers: the service as it is) and [`Stack`] (layers: behind a
@@ -55,7 +58,14 @@ pub trait StackLayers<S>: sealed::Sealed {
 
     /// The stack below the gateway's own layers.
     #[doc(hidden)]
-    fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack;
+    fn assemble(
+        self,
+        service: S,
+        buffer: usize,
+        config: &Config,
+        methods: &SharedMethods,
+        shutdown: &Shutdown,
+    ) -> GrpcStack;
 }
 
 mod sealed {
@@ -74,9 +84,16 @@ where
 {
     const LAYERED: bool = false;
 
-    fn assemble(self, service: S, _buffer: usize, config: &Config) -> GrpcStack {
+    fn assemble(
+        self,
+        service: S,
+        _buffer: usize,
+        config: &Config,
+        methods: &SharedMethods,
+        shutdown: &Shutdown,
+    ) -> GrpcStack {
         // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
-        finish(Recover::new(CatchPanic::new(service)), config)
+        finish(Recover::new(CatchPanic::new(service)), config, methods, shutdown)
     }
 }
 
@@ -91,26 +108,34 @@ where
 {
     const LAYERED: bool = true;
 
-    fn assemble(self, service: S, buffer: usize, config: &Config) -> GrpcStack {
+    fn assemble(
+        self,
+        service: S,
+        buffer: usize,
+        config: &Config,
+        methods: &SharedMethods,
+        shutdown: &Shutdown,
+    ) -> GrpcStack {
         let layered = CatchPanic::new(self.layer(HideProtocol(service)))
             .map_response(|resp| resp.map(Body::new))
             .map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it
         // need not be `Clone`), and every clone of the stack shares it.
         let buffered = Buffer::new(BoxService::new(layered), buffer.max(1));
-        finish(Recover::new(buffered), config)
+        finish(Recover::new(buffered), config, methods, shutdown)
     }
 }
 
 /// The gateway's own layers on top, boxed once: a stack boxed twice costs two allocations
 /// more on every call (one per clone, one per future).
-fn finish<T>(bottom: T, config: &Config) -> GrpcStack
+fn finish<T>(bottom: T, config: &Config, methods: &SharedMethods, shutdown: &Shutdown) -> GrpcStack
 where
     T: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     T::Future: Send + 'static,
 {
-    let limited = MessageLimitLayer::new(config.max_message_bytes).layer(bottom);
-    BoxCloneSyncService::new(DeadlineLayer::new(config.max_call_timeout).layer(limited))
+    let limited = MessageLimitLayer::new(config.max_message_bytes, methods.clone()).layer(bottom);
+    let deadline = DeadlineLayer::new(config.max_call_timeout).layer(limited);
+    BoxCloneSyncService::new(DrainLayer::new(shutdown.clone()).layer(deadline))
 }
 
 /// Takes the protocol marker out of a request before it reaches the service.

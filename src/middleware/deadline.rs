@@ -5,7 +5,9 @@
 //! just the time to its headers. Every adapter turns its protocol's timeout
 //! (`Connect-Timeout-Ms`, the WebSocket `timeout_ms`) into `grpc-timeout`, so this one
 //! layer gives all of them the same semantics: when the deadline passes, the handler is
-//! dropped (cancelled) and the call ends with `DEADLINE_EXCEEDED`.
+//! dropped (cancelled) and the call ends with `DEADLINE_EXCEEDED`; a deadline that has passed
+//! already when the call arrives (`grpc-timeout: 0n`, or one of a few nanoseconds) ends it
+//! without running the handler.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,12 +58,13 @@ pub struct Deadline<S> {
 fn timeout_of(headers: &HeaderMap, max: Option<Duration>) -> Result<Option<Duration>, tonic::Status> {
     let asked = match headers.get(GRPC_TIMEOUT) {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(parse_grpc_timeout)
-                .ok_or_else(|| tonic::Status::internal(format!("malformed grpc-timeout header: {v:?}")))?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(parse_grpc_timeout).ok_or_else(|| {
+            tonic::Status::internal(format!(
+                "the grpc-timeout header \"{}\" is malformed: it must be 1 to 8 digits and a unit \
+                         (H, M, S, m, u or n)",
+                String::from_utf8_lossy(v.as_bytes())
+            ))
+        })?),
     };
     Ok(match (asked, max) {
         (Some(a), Some(m)) => Some(a.min(m)),
@@ -83,10 +86,17 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match timeout_of(req.headers(), self.max) {
-            Err(status) => DeadlineFuture { inner: None, sleep: None, early: Some(status) },
+            Err(status) => DeadlineFuture { inner: None, sleep: None, early: Some(status), checked: true },
+            // A deadline of zero (`grpc-timeout: 0n`, `Connect-Timeout-Ms: 0`) has passed
+            // already: the call ends without reaching the service, as gRPC ends a call whose
+            // deadline passed before it started.
+            Ok(Some(t)) if t.is_zero() => {
+                DeadlineFuture { inner: None, sleep: None, early: Some(deadline_status()), checked: true }
+            }
             Ok(timeout) => {
                 let sleep = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
-                DeadlineFuture { inner: Some(self.inner.call(req)), sleep, early: None }
+                let checked = sleep.is_none();
+                DeadlineFuture { inner: Some(self.inner.call(req)), sleep, early: None, checked }
             }
         }
     }
@@ -108,6 +118,10 @@ pin_project! {
         inner: Option<F>,
         sleep: Option<Pin<Box<Sleep>>>,
         early: Option<tonic::Status>,
+        // Whether the deadline was compared with the clock before the service's future was
+        // first polled: tokio's timer counts in milliseconds, so a deadline a few
+        // nanoseconds away would not fire before a quick handler had answered.
+        checked: bool,
     }
 }
 
@@ -121,6 +135,16 @@ where
         let mut this = self.project();
         if let Some(status) = this.early.take() {
             return Poll::Ready(Ok(status_response(&status)));
+        }
+        if !*this.checked {
+            *this.checked = true;
+            if let Some(sleep) = this.sleep.as_ref()
+                && Instant::now() >= sleep.deadline()
+            {
+                // Passed before the handler ran: it never runs.
+                this.inner.set(None);
+                *this.sleep = None;
+            }
         }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(Ok(status_response(&deadline_status())));

@@ -2,9 +2,11 @@
 //!
 //! Each adapter is a tower service generic over the stack it calls (any
 //! [`crate::transcode::GrpcService`]), built and owned by the gateway: [`connect`],
-//! [`websocket`] and [`web`]; native gRPC needs none, and gRPC-Web is tonic-web's.
+//! [`websocket`], [`web`] and [`grpc`] (gRPC-Web, and the JSON codec on gRPC and gRPC-Web);
+//! native gRPC with protobuf goes to the stack as it is.
 
 pub(crate) mod connect;
+pub(crate) mod grpc;
 pub(crate) mod web;
 pub(crate) mod websocket;
 
@@ -32,8 +34,12 @@ pub enum Encoding {
 pub enum Protocol {
     /// Native gRPC (`application/grpc`, `application/grpc+proto`).
     Grpc,
-    /// gRPC-Web, binary or text (`application/grpc-web*`).
+    /// gRPC-Web, binary or text (`application/grpc-web`, `-web+proto`, `-web-text`, `-web-text+proto`).
     GrpcWeb,
+    /// Native gRPC with the JSON codec (`application/grpc+json`).
+    GrpcJson,
+    /// gRPC-Web with the JSON codec (`application/grpc-web+json`, `application/grpc-web-text+json`).
+    GrpcWebJson,
     /// A WebSocket upgrade: HTTP/1.1 `Upgrade: websocket` (whatever the method: the
     /// handshake refuses anything but `GET` with its reason) or HTTP/2 extended CONNECT.
     WebSocket,
@@ -53,8 +59,8 @@ impl Protocol {
     /// The `protocol` label of `portway_requests_total`.
     pub(crate) fn metrics_label(self) -> ProtocolLabel {
         match self {
-            Self::Grpc => ProtocolLabel::Grpc,
-            Self::GrpcWeb => ProtocolLabel::GrpcWeb,
+            Self::Grpc | Self::GrpcJson => ProtocolLabel::Grpc,
+            Self::GrpcWeb | Self::GrpcWebJson => ProtocolLabel::GrpcWeb,
             Self::WebSocket => ProtocolLabel::WebSocket,
             Self::ConnectUnary(_) | Self::ConnectStream(_) | Self::ConnectGet => ProtocolLabel::Connect,
             Self::UnsupportedMediaType => ProtocolLabel::Unsupported,
@@ -78,10 +84,13 @@ pub(crate) fn classify<B>(req: &Request<B>) -> Protocol {
     let is_post = req.method() == Method::POST;
     if let Some(ct) = content_type {
         if starts_with_ignore_case(ct, "application/grpc-web") {
-            return Protocol::GrpcWeb;
+            return if ends_with_ignore_case(ct, "+json") { Protocol::GrpcWebJson } else { Protocol::GrpcWeb };
         }
-        if ct.eq_ignore_ascii_case("application/grpc") || starts_with_ignore_case(ct, "application/grpc+") {
+        if ct.eq_ignore_ascii_case("application/grpc") {
             return Protocol::Grpc;
+        }
+        if let Some(codec) = strip_prefix_ignore_case(ct, "application/grpc+") {
+            return if codec.eq_ignore_ascii_case("json") { Protocol::GrpcJson } else { Protocol::Grpc };
         }
         if is_post {
             const CONNECT: [(&str, Protocol); 4] = [
@@ -110,6 +119,14 @@ pub(crate) fn classify<B>(req: &Request<B>) -> Protocol {
 
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    if starts_with_ignore_case(s, prefix) { s.get(prefix.len()..) } else { None }
+}
+
+fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len() && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// `/pkg.Service/Method`: two segments, a dotted service name, a method with no dot.
@@ -165,6 +182,14 @@ mod tests {
             ("POST", rpc, Some("application/grpc-web+proto"), GrpcWeb),
             ("POST", rpc, Some("application/grpc-web-text"), GrpcWeb),
             ("POST", rpc, Some("application/grpc-web-text+proto"), GrpcWeb),
+            ("POST", rpc, Some("application/grpc-web+json"), GrpcWebJson),
+            ("POST", rpc, Some("application/grpc-web-text+json"), GrpcWebJson),
+            ("POST", rpc, Some("Application/gRPC-Web+JSON; charset=utf-8"), GrpcWebJson),
+            ("POST", rpc, Some("application/grpc+json"), GrpcJson),
+            ("POST", rpc, Some("application/GRPC+Json"), GrpcJson),
+            ("POST", rpc, Some("application/grpc+thrift"), Grpc),
+            ("GET", rpc, Some("application/grpc"), Grpc),
+            ("PUT", rpc, Some("application/grpc+json"), GrpcJson),
             ("POST", rpc, Some("application/json"), ConnectUnary(Json)),
             ("POST", rpc, Some("application/json; charset=utf-8"), ConnectUnary(Json)),
             ("POST", rpc, Some("application/proto"), ConnectUnary(Proto)),

@@ -31,10 +31,11 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::Service;
 
 use super::admission::{ConnState, H1Body};
+use super::tls::ClientIdentity;
 use crate::metrics::Metrics;
 use crate::metrics::connections::Timeout;
 
@@ -47,13 +48,40 @@ pub(crate) struct BodyLimits {
     pub max_drain_bytes: usize,
 }
 
+/// What every request on a connection carries about its peer, as tonic's own server puts
+/// it: `Request::remote_addr()` reads either, `Request::peer_certs()` the TLS one.
+#[derive(Clone)]
+pub(crate) enum PeerInfo {
+    Tcp(TcpConnectInfo),
+    Tls(TlsConnectInfo<TcpConnectInfo>, Option<ClientIdentity>),
+}
+
+impl PeerInfo {
+    fn insert_into(&self, extensions: &mut http::Extensions) {
+        match self {
+            PeerInfo::Tcp(info) => {
+                extensions.insert(info.clone());
+            }
+            PeerInfo::Tls(info, identity) => {
+                // The TCP part on its own too, for layers that read the client's address from
+                // it whatever the transport (the per-address rate limit).
+                extensions.insert(info.get_ref().clone());
+                extensions.insert(info.clone());
+                if let Some(identity) = identity {
+                    extensions.insert(identity.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Wraps the gateway for one connection.
 #[derive(Clone)]
 pub(crate) struct ConnService<S> {
     inner: S,
     conn: Arc<ConnState>,
     metrics: Arc<Metrics>,
-    info: TcpConnectInfo,
+    info: PeerInfo,
     limits: BodyLimits,
 }
 
@@ -62,7 +90,7 @@ impl<S> ConnService<S> {
         inner: S,
         conn: Arc<ConnState>,
         metrics: Arc<Metrics>,
-        info: TcpConnectInfo,
+        info: PeerInfo,
         limits: BodyLimits,
     ) -> Self {
         Self { inner, conn, metrics, info, limits }
@@ -84,8 +112,8 @@ where
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         let guard = RequestGuard::new(self.conn.clone());
-        // What `tonic::Request::remote_addr()` reads.
-        req.extensions_mut().insert(self.info.clone());
+        // What `tonic::Request::remote_addr()` (and `peer_certs()`) reads.
+        self.info.insert_into(req.extensions_mut());
         let h1 = req.version() <= Version::HTTP_11;
         let connect = req.method() == Method::CONNECT;
         let expects_continue =

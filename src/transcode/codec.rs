@@ -143,8 +143,14 @@ pub fn codec<T>(type_name: &'static str) -> Arc<dyn MessageCodec>
 where
     T: prost::Message + Default + Serialize + DeserializeOwned + 'static,
 {
-    protojson::any::register_types(any_type);
+    register_any_types();
     Arc::new(PbjsonCodec::<T>::new(type_name))
+}
+
+/// Registers the types a `google.protobuf.Any` may hold (the generated `any_type`) with
+/// [`protojson::any`]; every codec calls it before its first use.
+pub(crate) fn register_any_types() {
+    protojson::any::register_types(any_type);
 }
 
 include!(concat!(env!("OUT_DIR"), "/any_types.rs"));

@@ -90,6 +90,11 @@ impl Decoder {
         Ok(Some(Envelope { flags, payload }))
     }
 
+    /// Whether no byte is buffered (no envelope, whole or partial, is waiting).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// Call at the end of the stream: an error if a partial envelope is left.
     pub fn finish(&self) -> Result<(), FrameError> {
         if self.buf.is_empty() { Ok(()) } else { Err(FrameError::Truncated(self.buf.len())) }
@@ -105,8 +110,8 @@ pub mod gzip {
     /// `doc/statuscodes.md`), corrupt data is the sender's error.
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
     pub enum DecompressError {
-        /// The data is not valid gzip.
-        #[error("invalid gzip data: {0}")]
+        /// The data is not valid in its encoding.
+        #[error("invalid compressed data: {0}")]
         Invalid(String),
         /// The decompressed data would exceed the limit.
         #[error("decompressed message is larger than the limit of {limit} bytes")]

@@ -5,36 +5,42 @@
 
 use std::sync::Arc;
 
+use http::Request;
 use tonic::Status;
+use tonic::body::Body;
+use tower::ServiceExt as _;
+use tower::util::Oneshot;
 
 use super::call::{self, Call, CallSetup, RequestMessages};
-use super::method::{MethodDescriptor, MethodTable};
+use super::method::{MethodDescriptor, SharedMethods};
 use super::stack::{GrpcService, GrpcStack};
 
 /// The stack and the method table; cheap to clone.
 #[derive(Clone)]
 pub struct Invoker<S = GrpcStack> {
     stack: S,
-    methods: Arc<MethodTable>,
+    methods: SharedMethods,
 }
 
 impl<S> Invoker<S> {
-    /// An invoker that calls `stack` and transcodes with `methods`.
-    pub fn new(stack: S, methods: Arc<MethodTable>) -> Self {
+    /// An invoker that calls `stack` and transcodes with `methods` (the table current when a
+    /// call starts).
+    pub fn new(stack: S, methods: SharedMethods) -> Self {
         Self { stack, methods }
     }
 
     /// The method at `path` (`/pkg.Service/Method`), if the table has it.
-    pub fn method(&self, path: &str) -> Option<&Arc<MethodDescriptor>> {
-        self.methods.get(path)
+    pub fn method(&self, path: &str) -> Option<Arc<MethodDescriptor>> {
+        self.methods.load().get(path).cloned()
     }
 
     /// The method at `path`, or the `UNIMPLEMENTED` status that names what is missing:
     /// the whole service, or only the method.
-    pub fn resolve(&self, path: &str) -> Result<&Arc<MethodDescriptor>, Status> {
-        self.methods.get(path).ok_or_else(|| {
+    pub fn resolve(&self, path: &str) -> Result<Arc<MethodDescriptor>, Status> {
+        let methods = self.methods.load();
+        methods.get(path).cloned().ok_or_else(|| {
             let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-            if self.methods.has_service(service) {
+            if methods.has_service(service) {
                 Status::unimplemented(format!("unknown method {path}"))
             } else {
                 Status::unimplemented(format!("unknown service {service}"))
@@ -48,6 +54,12 @@ impl<S: GrpcService> Invoker<S> {
     pub async fn start(&self, setup: CallSetup, messages: RequestMessages, max_message: usize) -> Call {
         call::start(&self.stack, setup, messages, max_message).await
     }
+
+    /// Sends a native gRPC request, already made, to the stack (for an adapter that
+    /// transcodes a gRPC body as it streams rather than message by message).
+    pub fn forward(&self, req: Request<Body>) -> Oneshot<S, Request<Body>> {
+        self.stack.clone().oneshot(req)
+    }
 }
 
 #[cfg(test)]
@@ -56,7 +68,7 @@ mod tests {
 
     #[test]
     fn resolve_names_what_is_missing() {
-        let invoker = Invoker::new((), Arc::new(MethodTable::generated()));
+        let invoker = Invoker::new((), SharedMethods::new(super::super::method::MethodTable::generated()));
         assert!(invoker.resolve("/grpc.testing.TestService/UnaryCall").is_ok());
         let method = invoker.resolve("/grpc.testing.TestService/Nope").unwrap_err();
         assert_eq!(method.message(), "unknown method /grpc.testing.TestService/Nope");

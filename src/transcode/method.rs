@@ -196,6 +196,58 @@ impl MethodTable {
     }
 }
 
+/// A method table that can be replaced while the gateway runs (proxy mode, when a refresh
+/// finds new methods): each call reads the table that is current when it starts. Cheap to
+/// clone; every clone sees the same table.
+#[derive(Clone, Default)]
+pub struct SharedMethods {
+    table: Arc<std::sync::RwLock<Arc<MethodTable>>>,
+    /// The JSON depth limit every table stored gets ([`MethodTable::limit_json_depth`]);
+    /// `0` until the gateway sets it.
+    max_json_depth: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SharedMethods {
+    /// Starts with `table`.
+    pub fn new(table: MethodTable) -> Self {
+        Self { table: Arc::new(std::sync::RwLock::new(Arc::new(table))), max_json_depth: Arc::default() }
+    }
+
+    /// The current table.
+    pub fn load(&self) -> Arc<MethodTable> {
+        self.table.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the table for the calls that start from now on.
+    pub fn store(&self, table: Arc<MethodTable>) {
+        let max_depth = self.max_json_depth.load(std::sync::atomic::Ordering::Acquire);
+        let table = if max_depth == 0 {
+            table
+        } else {
+            let mut limited = MethodTable::clone(&table);
+            limited.limit_json_depth(max_depth);
+            Arc::new(limited)
+        };
+        *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = table;
+    }
+
+    /// Has the current table, and every table stored from now on (a refresh's), refuse
+    /// request JSON nested deeper than `max_depth` levels.
+    pub fn limit_json_depth(&self, max_depth: usize) {
+        let mut guard = self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.max_json_depth.store(max_depth, std::sync::atomic::Ordering::Release);
+        let mut limited = MethodTable::clone(&guard);
+        limited.limit_json_depth(max_depth);
+        *guard = Arc::new(limited);
+    }
+}
+
+impl fmt::Debug for SharedMethods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.load().fmt(f)
+    }
+}
+
 impl Extend<MethodDescriptor> for MethodTable {
     fn extend<I: IntoIterator<Item = MethodDescriptor>>(&mut self, iter: I) {
         for m in iter {

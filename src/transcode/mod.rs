@@ -4,8 +4,11 @@
 
 pub(crate) mod call;
 pub mod codec;
+pub(crate) mod compression;
+pub mod dynamic;
 pub mod framing;
 mod invoker;
+pub(crate) mod limits;
 pub mod method;
 mod stack;
 pub mod status;
@@ -14,5 +17,5 @@ pub(crate) mod timeout;
 pub(crate) use call::{Call, CallEvent, CallSetup, RequestMessages};
 pub use codec::{CodecError, MessageCodec, PbjsonCodec, codec};
 pub(crate) use invoker::Invoker;
-pub use method::{Idempotency, MethodDescriptor, MethodTable, RpcKind};
+pub use method::{Idempotency, MethodDescriptor, MethodTable, RpcKind, SharedMethods};
 pub(crate) use stack::{GrpcService, GrpcStack};

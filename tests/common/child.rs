@@ -27,15 +27,15 @@ impl Portway {
             .args(args)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn portway");
         let pid = process.id().expect("pid");
-        let mut lines = BufReader::new(process.stdout.take().expect("stdout")).lines();
+        let mut lines = BufReader::new(process.stderr.take().expect("stderr")).lines();
         let addr = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
                 if let Some(rest) = line.split("address=").nth(1).filter(|_| line.contains("portway listening")) {
                     return rest.split_whitespace().next().and_then(|a| a.parse().ok());
                 }
@@ -45,7 +45,7 @@ impl Portway {
         .await
         .expect("portway started within 60 s")
         .expect("portway logged its address");
-        // Keep draining stdout so the child never blocks on a full pipe.
+        // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { addr, pid, _process: process }
     }

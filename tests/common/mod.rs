@@ -5,6 +5,7 @@ pub mod child;
 pub mod h1raw;
 pub mod h2raw;
 pub mod http;
+pub mod logged;
 pub mod protocols;
 pub mod scripted;
 

@@ -66,7 +66,8 @@ async fn connect_unary() {
         })
         .collect();
     let ok = r#"{"responseSize":1}"#;
-    let big = format!(r#"{{"payload":{{"body":"{}"}}}}"#, "A".repeat(LIMIT));
+    // 2 × LIMIT base64 characters: 1.5 × LIMIT bytes once decoded, over the (decoded) limit.
+    let big = format!(r#"{{"payload":{{"body":"{}"}}}}"#, "A".repeat(2 * LIMIT));
     let bomb = format!(r#"{{"payload":{{"body":"{}"}}}}"#, "A".repeat(20 * LIMIT));
     let post = |body: &[u8]| Req::post(UNARY, JSON, body.to_vec());
     cases.extend([

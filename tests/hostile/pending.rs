@@ -7,39 +7,6 @@ use super::Row;
 
 /// `(table, row, defect)`.
 pub const PENDING: &[(&str, &str, &str)] = &[
-    // Unary request cardinality (issue 14, defect 5).
-    ("grpc", "grpc/zero-messages-on-unary", "a unary call with no request message ends INTERNAL, not UNIMPLEMENTED"),
-    ("grpc", "grpc/two-messages-on-unary", "a unary call with two request messages is served (OK), not UNIMPLEMENTED"),
-    (
-        "grpc-web",
-        "grpc-web/zero-messages-on-unary",
-        "a unary call with no request message ends INTERNAL, not UNIMPLEMENTED",
-    ),
-    (
-        "grpc-web",
-        "grpc-web/two-messages-on-unary",
-        "a unary call with two request messages is served (OK), not UNIMPLEMENTED",
-    ),
-    // HTTP methods on a native gRPC path (issue 14, defect 5).
-    ("grpc", "grpc/GET", "GET to a native gRPC path is served as POST"),
-    ("grpc", "grpc/PUT", "PUT to a native gRPC path is served as POST"),
-    ("grpc", "grpc/DELETE", "DELETE to a native gRPC path is served as POST"),
-    // A deadline that has already passed (issue 14, defect 5).
-    ("grpc", "grpc/grpc-timeout-0n", "grpc-timeout: 0n runs the call instead of ending it DEADLINE_EXCEEDED"),
-    ("grpc-web", "grpc-web/grpc-timeout-0n", "grpc-timeout: 0n runs the call instead of ending it DEADLINE_EXCEEDED"),
-    // Content types with a codec the gateway does not have.
-    (
-        "grpc",
-        "grpc/content-type-grpc+json",
-        "application/grpc+json is decoded as protobuf (served OK), not refused 415",
-    ),
-    (
-        "grpc-web",
-        "grpc-web/content-type-grpc-web+json",
-        "application/grpc-web+json is not refused 415 (h2: no status at all, h1: 400)",
-    ),
-    // Connect: a deadline that has already passed (issue 14, defect 5).
-    ("connect", "connect/timeout-zero", "connect-timeout-ms: 0 runs the call instead of ending it deadline_exceeded"),
     // Connect: HTTP methods other than POST and GET on an RPC path.
     ("connect", "connect/method-PUT", "PUT to a Connect path answers 404 (no route), not 405"),
     ("connect", "connect/method-PATCH", "PATCH to a Connect path answers 404 (no route), not 405"),

@@ -174,7 +174,9 @@ fn rows() -> Vec<FrameRow> {
         r("10000-empty-fragments", many, "pong, then ok"),
         r(
             "fragments-past-the-frame-limit",
-            [frame(false, 0, TEXT, true, &big), frame(false, 0, 0, true, &big)].concat(),
+            // 3 × 60 KiB: past the frame limit (the JSON text bound, 2 × LIMIT + 64 KiB, plus 64 KiB).
+            [frame(false, 0, TEXT, true, &big), frame(false, 0, 0, true, &big), frame(false, 0, 0, true, &big)]
+                .concat(),
             "close 1009",
         ),
         r("length-of-1-tib", header_claiming(1 << 40), "close 1009"),

@@ -196,7 +196,8 @@ async fn websocket_frames() {
             want,
         ));
     }
-    let big = format!(r#"{{"payload":{{"body":"{}"}}}}"#, "A".repeat(LIMIT));
+    // 2 × LIMIT base64 characters: 1.5 × LIMIT bytes once decoded, over the (decoded) limit.
+    let big = format!(r#"{{"payload":{{"body":"{}"}}}}"#, "A".repeat(2 * LIMIT));
     rows.extend([
         row("not-json", "not json", None, "error malformed_frame"),
         row("empty-text", "", None, "error malformed_frame"),

@@ -15,7 +15,7 @@ export async function startGateway(args = []) {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info,h2=warn,hyper=warn" },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  // The log goes to stdout (tracing's default); read both streams to be safe.
+  // The log goes to stderr; read both streams to be safe.
   const addr = await new Promise((resolve, reject) => {
     let seen = "";
     const onData = (chunk) => {

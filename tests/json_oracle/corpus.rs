@@ -3,6 +3,7 @@
 //! fields and every well-known type. (The inputs, accepted and refused, are in inputs.rs.)
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use portway::pb::portway::testing::v1::{self as pb, oneofs::Choice};
 use portway::protojson::Any;
@@ -11,6 +12,9 @@ use portway::protojson::{
     BoolValue, BytesValue, DoubleValue, Duration, FieldMask, FloatValue, Int32Value, Int64Value, ListValue,
     StringValue, Struct, Timestamp, UInt32Value, UInt64Value, Value,
 };
+use portway::transcode::codec::DepthLimited;
+use portway::transcode::{MessageCodec, codec};
+use prost::Message as _;
 
 /// One message, to be written by portway and judged by the reference.
 pub enum Message {
@@ -44,6 +48,33 @@ fn nested(depth: usize) -> pb::Nested {
         n = pb::Nested { name: format!("level {i}"), child: Some(Box::new(n)), children: vec![] };
     }
     n
+}
+
+/// The codec of a corpus type, as the gateway uses it (with the default depth limit).
+pub fn codec_for(short: &str) -> Arc<dyn MessageCodec> {
+    let inner = match short {
+        "Scalars" => codec::<pb::Scalars>("portway.testing.v1.Scalars"),
+        "Repeated" => codec::<pb::Repeated>("portway.testing.v1.Repeated"),
+        "Optionals" => codec::<pb::Optionals>("portway.testing.v1.Optionals"),
+        "Maps" => codec::<pb::Maps>("portway.testing.v1.Maps"),
+        "Oneofs" => codec::<pb::Oneofs>("portway.testing.v1.Oneofs"),
+        "Nested" => codec::<pb::Nested>("portway.testing.v1.Nested"),
+        "WellKnown" => codec::<pb::WellKnown>("portway.testing.v1.WellKnown"),
+        other => panic!("no corpus type {other}"),
+    };
+    Arc::new(DepthLimited::new(inner, portway::protojson::DEFAULT_MAX_DEPTH))
+}
+
+pub fn encode(message: &Message) -> (&'static str, Vec<u8>) {
+    match message {
+        Message::Scalars(m) => ("Scalars", m.encode_to_vec()),
+        Message::Repeated(m) => ("Repeated", m.encode_to_vec()),
+        Message::Optionals(m) => ("Optionals", m.encode_to_vec()),
+        Message::Maps(m) => ("Maps", m.encode_to_vec()),
+        Message::Oneofs(m) => ("Oneofs", m.encode_to_vec()),
+        Message::Nested(m) => ("Nested", m.encode_to_vec()),
+        Message::WellKnown(m) => ("WellKnown", m.encode_to_vec()),
+    }
 }
 
 /// The messages portway writes and the reference must read back.

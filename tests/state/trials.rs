@@ -54,7 +54,7 @@ impl Process {
             .args(args)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
-            // tracing-subscriber's fmt layer logs to stdout; errors before it go to stderr.
+            // The log goes to stderr; stdout is kept too, in case anything is printed there.
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -65,12 +65,12 @@ impl Process {
         let stderr = process.stderr.take().ok_or("no stderr")?;
         let keep = log.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
+            let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 keep.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
-        let mut lines = BufReader::new(stdout).lines();
+        let mut lines = BufReader::new(stderr).lines();
         let keep = log.clone();
         let find = async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -91,7 +91,7 @@ impl Process {
             let log = log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
             return Err(format!("portway did not start; it said:\n{log}"));
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
+        // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 keep.lock().unwrap_or_else(|e| e.into_inner()).push(strip_ansi(&line));

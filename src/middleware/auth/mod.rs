@@ -45,7 +45,8 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// adapter forwards cookies only from trusted origins).
 pub const API_KEY_COOKIE: &str = "portway-api-key";
 
-/// The key that authenticated a call, in the request's extensions below [`AuthLayer`].
+/// The key that authenticated a call, in the request's extensions below [`AuthLayer`] and in
+/// the response's above it.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The key's id from the key file.
@@ -213,6 +214,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let mut accepted = None;
         match self.policy.decide(&req) {
             Verdict::Refused(status) => {
                 tracing::debug!(method = req.uri().path(), code = ?status.code(), "call refused");
@@ -220,6 +222,8 @@ where
             }
             Verdict::Exempt => {}
             Verdict::Allowed(principal, signed) => {
+                // Also on the response, for the layers above (the audit record's key id).
+                accepted = Some(principal.clone());
                 req.extensions_mut().insert(principal);
                 if let Some(signed) = signed {
                     let limit = self.policy.options.max_signed_body_bytes;
@@ -228,7 +232,13 @@ where
             }
         }
         let fut = self.inner.call(req);
-        Box::pin(async move { fut.await.map(|resp| resp.map(Body::new)).map_err(Into::into) })
+        Box::pin(async move {
+            let mut resp = fut.await.map_err(Into::into)?;
+            if let Some(principal) = accepted {
+                resp.extensions_mut().insert(principal);
+            }
+            Ok(resp.map(Body::new))
+        })
     }
 }
 

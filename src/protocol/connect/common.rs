@@ -13,17 +13,49 @@ use super::super::Encoding;
 use crate::transcode::framing::{self, gzip};
 use crate::transcode::status::{ErrorBody, http_status};
 use crate::transcode::{Invoker, MethodDescriptor, RpcKind};
+use crate::transcode::{compression, limits};
 
 // `HeaderName`s, not `&str`s: a lookup by `&str` parses the name on every request.
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("connect-protocol-version");
 const TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
 pub(super) const STREAM_ENCODING: HeaderName = HeaderName::from_static("connect-content-encoding");
+pub(super) const STREAM_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("connect-accept-encoding");
 
 /// The adapter's state: the invoker and its one limit.
 pub(super) struct Adapter<S> {
     pub invoker: Invoker<S>,
     /// The largest message, decoded, either way.
     pub max_message_bytes: usize,
+}
+
+impl<S> Adapter<S> {
+    /// The most bytes a request message may take in `encoding` before decoding: the message
+    /// limit for protobuf, the JSON text bound for JSON (`crate::transcode::limits`).
+    pub(super) fn text_limit(&self, encoding: Encoding) -> usize {
+        match encoding {
+            Encoding::Json => limits::json_text(self.max_message_bytes),
+            Encoding::Proto => self.max_message_bytes,
+        }
+    }
+
+    /// Refuses a decoded (binary) request message over the message limit.
+    pub(super) fn check_decoded(&self, message: &[u8]) -> Result<(), Status> {
+        if message.len() > self.max_message_bytes {
+            return Err(too_large(message.len(), self.max_message_bytes));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a response may be gzip-compressed for a client that sent `accept` (its
+/// `accept-encoding`, or `connect-accept-encoding` on streams) and compressed its request
+/// with `sent`: accepted explicitly, or (with no list) compressed the same way, as the
+/// Connect implementations negotiate it.
+pub(super) fn response_gzip(accept: Option<&str>, sent: Option<&str>) -> bool {
+    match accept {
+        Some(accept) => compression::accepts_gzip(accept),
+        None => sent.is_some_and(|s| s.eq_ignore_ascii_case("gzip")),
+    }
 }
 
 /// Why a request was refused before any call started.
@@ -68,11 +100,11 @@ impl Rejection {
 
 /// The method, if JSON needs it. Binary protobuf is relayed as is, so a method the table
 /// does not know (a proxied service, say) still works with `application/proto`.
-pub(super) fn resolve<'a, S>(
-    invoker: &'a Invoker<S>,
+pub(super) fn resolve<S>(
+    invoker: &Invoker<S>,
     path: &str,
     encoding: Encoding,
-) -> Result<Option<&'a Arc<MethodDescriptor>>, Rejection> {
+) -> Result<Option<Arc<MethodDescriptor>>, Rejection> {
     match invoker.resolve(path) {
         Ok(m) => Ok(Some(m)),
         Err(_) if encoding == Encoding::Proto => Ok(None),
@@ -110,6 +142,17 @@ pub(super) fn decompress_status(e: gzip::DecompressError) -> Status {
 
 pub(super) fn too_large(len: usize, limit: usize) -> Status {
     Status::resource_exhausted(format!("message of {len} bytes is larger than the limit of {limit} bytes"))
+}
+
+/// Refuses an encoded (JSON text or protobuf, uncompressed) request message over `limit`.
+pub(super) fn check_text(message: &[u8], limit: usize) -> Result<(), Status> {
+    if message.len() > limit {
+        return Err(Status::resource_exhausted(format!(
+            "message of {} bytes (encoded) is larger than the limit of {limit} bytes",
+            message.len()
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn frame_status(e: framing::FrameError) -> Status {

@@ -15,10 +15,12 @@ use tonic::{Code, Status};
 
 use super::super::Encoding;
 use super::common::{
-    Adapter, Rejection, STREAM_ENCODING, check_protocol_version, connect_timeout, decompress_status, frame_status,
-    header_str, resolve,
+    Adapter, Rejection, STREAM_ACCEPT_ENCODING, STREAM_ENCODING, check_protocol_version, check_text, connect_timeout,
+    decompress_status, frame_status, header_str, resolve, response_gzip, too_large,
 };
+use crate::transcode::compression::COMPRESS_MIN_BYTES;
 use crate::transcode::framing::{self, Decoder, FLAG_COMPRESSED, FLAG_END_STREAM, gzip};
+use crate::transcode::limits;
 use crate::transcode::status::ErrorBody;
 use crate::transcode::{CallEvent, CallSetup, GrpcService, MethodDescriptor, RequestMessages, RpcKind};
 
@@ -29,7 +31,7 @@ pub(super) async fn stream<S: GrpcService>(
     encoding: Encoding,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let method = adapter.invoker.method(parts.uri.path()).cloned();
+    let method = adapter.invoker.method(parts.uri.path());
     let checked = (|| {
         check_protocol_version(&parts.headers)?;
         let m = resolve(&adapter.invoker, parts.uri.path(), encoding)?;
@@ -52,10 +54,13 @@ pub(super) async fn stream<S: GrpcService>(
         Err(Rejection::Status(status)) => return stream_response(encoding, HeaderMap::new(), end_only(&status)),
         Err(rejection) => return rejection.into_unary_response(encoding),
     };
+    let compress =
+        response_gzip(header_str(&parts.headers, STREAM_ACCEPT_ENCODING), header_str(&parts.headers, STREAM_ENCODING));
 
     let max = adapter.max_message_bytes;
     let client_streams = method.as_ref().is_none_or(|m| m.kind().client_streams());
-    let reader = RequestReader { method: method.clone(), encoding, compressed, max };
+    let text_limit = adapter.text_limit(encoding);
+    let reader = RequestReader { method: method.clone(), encoding, compressed, max, text_limit };
     let (failed_tx, failed_rx) = oneshot::channel::<Status>();
     let messages = if client_streams {
         let (tx, rx) = mpsc::channel(1);
@@ -74,7 +79,10 @@ pub(super) async fn stream<S: GrpcService>(
         extensions: parts.extensions,
     };
     let mut call = adapter.invoker.start(setup, messages, max).await;
-    let headers = call.take_headers();
+    let mut headers = call.take_headers();
+    if compress {
+        headers.insert(STREAM_ENCODING, HeaderValue::from_static("gzip"));
+    }
 
     let out = async_stream::stream! {
         let mut failed_rx = failed_rx;
@@ -109,7 +117,11 @@ pub(super) async fn stream<S: GrpcService>(
                         },
                         _ => bin.to_vec(),
                     };
-                    yield Ok(framing::encode(0, &payload));
+                    yield Ok(if compress && payload.len() >= COMPRESS_MIN_BYTES {
+                        framing::encode(FLAG_COMPRESSED, &gzip::compress(&payload))
+                    } else {
+                        framing::encode(0, &payload)
+                    });
                 }
                 CallEvent::End(status) => {
                     yield Ok(end_stream(&status));
@@ -130,7 +142,10 @@ struct RequestReader {
     method: Option<Arc<MethodDescriptor>>,
     encoding: Encoding,
     compressed: bool,
+    /// The message limit, on decoded (binary) messages.
     max: usize,
+    /// The bound on a message's text before decoding (`Adapter::text_limit`).
+    text_limit: usize,
 }
 
 impl RequestReader {
@@ -142,23 +157,33 @@ impl RequestReader {
             if !self.compressed {
                 return Err(Status::internal("compressed message without connect-content-encoding"));
             }
-            Bytes::from(gzip::decompress(&env.payload, self.max).map_err(decompress_status)?)
+            Bytes::from(gzip::decompress(&env.payload, self.text_limit).map_err(decompress_status)?)
         } else {
+            check_text(&env.payload, self.text_limit)?;
             env.payload
         };
-        match (self.encoding, &self.method) {
+        let binary = match (self.encoding, &self.method) {
             (Encoding::Json, Some(m)) => {
-                m.request().json_to_binary(&payload).map(Bytes::from).map_err(|e| Status::invalid_argument(e.0))
+                Bytes::from(m.request().json_to_binary(&payload).map_err(|e| Status::invalid_argument(e.0))?)
             }
-            _ => Ok(payload),
+            _ => payload,
+        };
+        if binary.len() > self.max {
+            return Err(too_large(binary.len(), self.max));
         }
+        Ok(binary)
+    }
+
+    /// The envelope decoder: a compressed envelope may be a little longer than its text.
+    fn decoder(&self) -> Decoder {
+        Decoder::new(if self.compressed { limits::compressed(self.text_limit) } else { self.text_limit })
     }
 
     /// Reads exactly one message (server-streaming calls). Any other count is a request
     /// cardinality violation: `UNIMPLEMENTED`, as gRPC (`doc/statuscodes.md`) and the Connect
     /// implementations answer it.
     async fn read_one(&self, mut body: Body) -> Result<Bytes, Status> {
-        let mut decoder = Decoder::new(self.max);
+        let mut decoder = self.decoder();
         let mut found = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| Status::invalid_argument(format!("reading request: {e}")))?;
@@ -178,7 +203,7 @@ impl RequestReader {
 
     /// Feeds every message to `tx`; on bad input reports the status on `failed`.
     async fn pump(self, mut body: Body, tx: mpsc::Sender<Bytes>, failed: oneshot::Sender<Status>) {
-        let mut decoder = Decoder::new(self.max);
+        let mut decoder = self.decoder();
         let result: Result<(), Status> = async {
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Status::invalid_argument(format!("reading request: {e}")))?;

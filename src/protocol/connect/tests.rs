@@ -1,7 +1,5 @@
 //! The Connect adapter against a stub stack.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
@@ -14,7 +12,13 @@ use crate::transcode::framing::{self, FLAG_END_STREAM};
 
 fn adapter() -> (ConnectService<Stub>, Stub) {
     let stub = Stub::default();
-    (ConnectService::new(Invoker::new(stub.clone(), Arc::new(MethodTable::generated())), 1024), stub)
+    (
+        ConnectService::new(
+            Invoker::new(stub.clone(), crate::transcode::SharedMethods::new(MethodTable::generated())),
+            1024,
+        ),
+        stub,
+    )
 }
 
 async fn post(path: &str, content_type: &str, body: impl Into<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>, Stub) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use http::{HeaderValue, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -16,9 +16,11 @@ use tonic::Status;
 use super::super::Encoding;
 use super::common::{
     Adapter, Rejection, append_trailers, check_protocol_version, connect_timeout, decompress_status, error_response,
-    header_str, resolve, too_large,
+    header_str, resolve, response_gzip, too_large,
 };
+use crate::transcode::compression::COMPRESS_MIN_BYTES;
 use crate::transcode::framing::gzip;
+use crate::transcode::limits;
 use crate::transcode::{CallSetup, GrpcService, Idempotency, MethodDescriptor, RequestMessages, RpcKind};
 
 /// Serves a Connect unary request (`POST` with `application/json` or `application/proto`).
@@ -28,18 +30,23 @@ pub(super) async fn unary<S: GrpcService>(
     encoding: Encoding,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let content_encoding = header_str(&parts.headers, CONTENT_ENCODING);
+    let gzip = response_gzip(header_str(&parts.headers, ACCEPT_ENCODING), content_encoding);
     let result = async {
         check_protocol_version(&parts.headers)?;
         let method = resolve(&adapter.invoker, parts.uri.path(), encoding)?;
-        if let Some(m) = method
+        if let Some(m) = &method
             && m.kind() != RpcKind::Unary
         {
             return Err(Rejection::WrongShape(m.kind()));
         }
         let timeout = connect_timeout(&parts.headers)?;
-        let content_encoding = header_str(&parts.headers, CONTENT_ENCODING);
-        let raw = read_limited(body, adapter.max_message_bytes).await?;
-        let message = decode_body(raw, content_encoding, adapter.max_message_bytes)?;
+        // The body is the message's JSON text or protobuf, perhaps compressed: bounded as
+        // such here, and the decoded message by the message limit once transcoded.
+        let text_limit = adapter.text_limit(encoding);
+        let raw_limit = if is_identity(content_encoding) { text_limit } else { limits::compressed(text_limit) };
+        let raw = read_limited(body, raw_limit).await?;
+        let message = decode_body(raw, content_encoding, text_limit)?;
         Ok((method, timeout, message))
     }
     .await;
@@ -53,7 +60,7 @@ pub(super) async fn unary<S: GrpcService>(
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(adapter, setup, method, encoding, message).await
+    finish_unary(adapter, setup, method.as_ref(), encoding, message, Reply { gzip, get: false }).await
 }
 
 /// Serves a Connect unary `GET` (`?encoding=json&message=...`).
@@ -94,10 +101,13 @@ pub(super) async fn get<S: GrpcService>(adapter: &Adapter<S>, req: Request<Body>
         } else {
             Bytes::from(raw.to_string())
         };
-        if raw.len() > adapter.max_message_bytes {
-            return Err(too_large(raw.len(), adapter.max_message_bytes).into());
+        let compression = query.get("compression").map(String::as_str);
+        let text_limit = adapter.text_limit(encoding);
+        let raw_limit = if is_identity(compression) { text_limit } else { limits::compressed(text_limit) };
+        if raw.len() > raw_limit {
+            return Err(too_large(raw.len(), raw_limit).into());
         }
-        let message = decode_body(raw, query.get("compression").map(String::as_str), adapter.max_message_bytes)?;
+        let message = decode_body(raw, compression, text_limit)?;
         Ok((method, timeout, message))
     }
     .await;
@@ -105,13 +115,22 @@ pub(super) async fn get<S: GrpcService>(adapter: &Adapter<S>, req: Request<Body>
         Ok(v) => v,
         Err(rejection) => return rejection.into_unary_response(encoding),
     };
+    let gzip = response_gzip(header_str(&parts.headers, ACCEPT_ENCODING), None);
     let setup = CallSetup {
         path: parts.uri.path().to_string(),
         metadata: parts.headers,
         timeout,
         extensions: parts.extensions,
     };
-    finish_unary(adapter, setup, method, encoding, message).await
+    finish_unary(adapter, setup, method.as_ref(), encoding, message, Reply { gzip, get: true }).await
+}
+
+/// How the response may be sent.
+struct Reply {
+    /// The client takes a gzip-compressed body.
+    gzip: bool,
+    /// A `GET`, whose response caches may keep: they must know it varies by `accept-encoding`.
+    get: bool,
 }
 
 async fn finish_unary<S: GrpcService>(
@@ -120,6 +139,7 @@ async fn finish_unary<S: GrpcService>(
     method: Option<&Arc<MethodDescriptor>>,
     encoding: Encoding,
     message: Bytes,
+    out: Reply,
 ) -> Response<Body> {
     let binary = match (encoding, method) {
         (Encoding::Json, Some(m)) => match m.request().json_to_binary(&message) {
@@ -128,6 +148,9 @@ async fn finish_unary<S: GrpcService>(
         },
         _ => message,
     };
+    if let Err(status) = adapter.check_decoded(&binary) {
+        return Rejection::Status(status).into_unary_response(encoding);
+    }
     let max = adapter.max_message_bytes;
     let mut call = adapter.invoker.start(setup, RequestMessages::One(binary), max).await;
     let headers = call.take_headers();
@@ -147,10 +170,19 @@ async fn finish_unary<S: GrpcService>(
                 },
                 _ => reply,
             };
+            let compress = out.gzip && body.len() >= COMPRESS_MIN_BYTES;
+            let body = if compress { Bytes::from(gzip::compress(&body)) } else { body };
             let mut resp = Response::new(Body::from(body));
             *resp.headers_mut() = headers;
             append_trailers(resp.headers_mut(), std::mem::take(status.metadata_mut()).into_headers());
-            resp.headers_mut().insert(CONTENT_TYPE, unary_content_type(encoding));
+            let headers = resp.headers_mut();
+            headers.insert(CONTENT_TYPE, unary_content_type(encoding));
+            if compress {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            if out.get {
+                headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+            }
             resp
         }
         Err(status) => error_response(&status, &headers, encoding),
@@ -195,12 +227,16 @@ async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, Status> {
     })
 }
 
+fn is_identity(encoding: Option<&str>) -> bool {
+    matches!(encoding, None | Some("identity"))
+}
+
 fn decode_body(raw: Bytes, encoding: Option<&str>, limit: usize) -> Result<Bytes, Status> {
     match encoding {
         None | Some("identity") => Ok(raw),
         Some("gzip") => gzip::decompress(&raw, limit).map(Bytes::from).map_err(decompress_status),
         Some(other) => {
-            Err(Status::unimplemented(format!("unsupported content encoding {other:?}; use gzip or identity")))
+            Err(Status::unimplemented(format!("unsupported content encoding \"{other}\"; use gzip or identity")))
         }
     }
 }

@@ -16,6 +16,7 @@
 
 mod call;
 mod close_code;
+mod drain;
 pub(crate) mod frames;
 mod guards;
 mod open;
@@ -38,6 +39,7 @@ use tokio::sync::Semaphore;
 use self::settings::Settings;
 use self::upgrade::Endpoint;
 use crate::config::Config;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
 use crate::transcode::{GrpcService, Invoker};
 
@@ -55,11 +57,11 @@ impl<S> Clone for WebSocketService<S> {
 
 impl<S> WebSocketService<S> {
     /// The adapter for `invoker`, with the WebSocket settings of `config`, counting into
-    /// `metrics`.
-    pub(crate) fn new(invoker: Invoker<S>, config: &Config, metrics: Arc<Metrics>) -> Self {
+    /// `metrics`; its sockets close when `shutdown` drains.
+    pub(crate) fn new(invoker: Invoker<S>, config: &Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
         let settings = Settings::from_config(config);
         let sockets = Arc::new(Semaphore::new(settings.max_sockets.min(Semaphore::MAX_PERMITS)));
-        Self { endpoint: Arc::new(Endpoint { invoker, settings, sockets, metrics }) }
+        Self { endpoint: Arc::new(Endpoint { invoker, settings, sockets, metrics, shutdown }) }
     }
 }
 

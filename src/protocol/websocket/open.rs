@@ -67,7 +67,7 @@ pub(crate) fn prepare<S: Clone>(
             stop: stop_rx,
             out: out.clone(),
             window,
-            max_message: limits.max_response_bytes,
+            max_message: limits.max_decoded_bytes,
             slot,
             _task: TaskGuard::new(metrics),
         },

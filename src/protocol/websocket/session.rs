@@ -18,6 +18,7 @@ use tonic::Status;
 
 use super::call::{CallCtl, Inbound};
 use super::close_code;
+use super::drain::{self, SessionDrain};
 use super::frames::server::{self as frames, Hello};
 use super::frames::{ClientFrame, Open, ParseError, Reason, SUBPROTOCOL, canonical_message};
 use super::guards::{CallSlots, SocketPermit, TaskGuard};
@@ -96,7 +97,7 @@ impl<S: GrpcService> Session<S> {
             kind: "hello",
             protocol: SUBPROTOCOL,
             initial_credit: limits.initial_credit,
-            max_message_bytes: limits.max_message_bytes,
+            max_message_bytes: limits.announced_message_bytes(),
             max_calls: limits.max_calls,
             heartbeat_ms: u64::try_from(limits.heartbeat.as_millis()).unwrap_or(u64::MAX),
             idle_timeout_ms: u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -109,8 +110,12 @@ impl<S: GrpcService> Session<S> {
         let mut last_heard = Instant::now();
         let idle = tokio::time::sleep(limits.idle_timeout);
         tokio::pin!(idle);
+        let mut drain = SessionDrain::new(&self.ctx.shutdown);
 
         let close = loop {
+            if drain.is_draining() && self.calls.is_empty() {
+                break Some(drain::going_away());
+            }
             // Biased, frames last: a call task that ended is joined (and its handle
             // dropped) before the next frame is read, so ended calls never pile up.
             tokio::select! {
@@ -129,6 +134,7 @@ impl<S: GrpcService> Session<S> {
                         }
                     }
                 }
+                () = drain.begun() => {}
                 _ = heartbeat.tick() => {
                     if !self.out.send(frames::HEARTBEAT.to_string()).await || !self.out.send_out(Out::Ping).await {
                         break None;
@@ -250,8 +256,11 @@ impl<S: GrpcService> Session<S> {
         if let Err(flow) = self.claim_id(id).await {
             return flow;
         }
+        if self.ctx.shutdown.is_draining() {
+            return self.reply(frames::status(id, &drain::refused())).await;
+        }
         let method = match self.ctx.invoker.resolve(&open.method) {
-            Ok(m) => m.clone(),
+            Ok(m) => m,
             Err(status) => return self.reply(frames::status(id, &status)).await,
         };
         // Waits (and so stops reading) while every slot is held by a call whose last frame

@@ -30,7 +30,7 @@ struct Harness {
 /// A session on the stub stack; the client's side of the sink holds `out` frames.
 fn harness_with(config: Config, out: usize) -> Harness {
     let stub = Stub::default();
-    let invoker = Invoker::new(stub.clone(), Arc::new(MethodTable::generated()));
+    let invoker = Invoker::new(stub.clone(), crate::transcode::SharedMethods::new(MethodTable::generated()));
     let metrics = Arc::new(Metrics::default());
     let (to_server, inbound) = mpsc::channel(8);
     let (outbound, from_server) = mpsc::channel(out);
@@ -40,7 +40,13 @@ fn harness_with(config: Config, out: usize) -> Harness {
     let stream = tokio_stream::wrappers::ReceiverStream::new(inbound);
     let permit = SocketPermit::try_acquire(&Arc::new(Semaphore::new(1)), &metrics).expect("a permit");
     let limits = Limits::from_config(&config);
-    let ctx = SessionContext { invoker, metadata: HeaderMap::new(), extensions: http::Extensions::new(), limits };
+    let ctx = SessionContext {
+        invoker,
+        metadata: HeaderMap::new(),
+        extensions: http::Extensions::new(),
+        limits,
+        shutdown: Default::default(),
+    };
     let session = tokio::spawn(run(sink, stream, ctx, metrics.clone(), permit));
     Harness { to_server, from_server, metrics, stub, session }
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::{AllowedOrigins, Config};
-use crate::transcode::Invoker;
+use crate::drain::Shutdown;
+use crate::transcode::{Invoker, limits};
 
 /// The numbers a session enforces, resolved from [`crate::config::WebSocketConfig`].
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
-    /// Largest message JSON a client may send.
+    /// Largest message JSON a client may send (the decoded message is held to the gateway's
+    /// message limit, [`Self::max_decoded_bytes`], by the stack).
     pub max_message_bytes: usize,
     /// Calls open at once.
     pub max_calls: usize,
@@ -21,21 +23,27 @@ pub(crate) struct Limits {
     pub idle_timeout: Duration,
     /// Per-call credit, both directions.
     pub initial_credit: u32,
-    /// Largest message relayed from a service (the gateway's message limit).
-    pub max_response_bytes: usize,
+    /// The gateway's message limit, on decoded messages in both directions.
+    pub max_decoded_bytes: usize,
 }
 
 impl Limits {
+    /// What `hello` announces as `maxMessageBytes`: the smaller of the JSON text limit and
+    /// the decoded message limit, so that a message within it both ways is always accepted.
+    pub(crate) fn announced_message_bytes(&self) -> usize {
+        self.max_message_bytes.min(self.max_decoded_bytes)
+    }
+
     pub(crate) fn from_config(config: &Config) -> Self {
         let ws = &config.websocket;
         Self {
-            max_message_bytes: ws.max_message_bytes.unwrap_or(config.max_message_bytes),
+            max_message_bytes: json_limit(config),
             max_calls: ws.max_calls_per_socket,
             // A zero interval would spin (and tokio refuses it).
             heartbeat: ws.heartbeat_interval.max(Duration::from_millis(1)),
             idle_timeout: ws.idle_timeout.max(Duration::from_millis(1)),
             initial_credit: ws.initial_credit.max(1),
-            max_response_bytes: config.max_message_bytes,
+            max_decoded_bytes: config.max_message_bytes,
         }
     }
 }
@@ -80,13 +88,18 @@ impl Settings {
     }
 }
 
-/// The largest WebSocket frame read at all: by default twice the message limit plus
-/// 64 KiB, so a message somewhat over its limit still gets a per-call error.
+/// The largest message JSON a client may send: by default the JSON text bound of the
+/// gateway's message limit (`crate::transcode::limits::json_text`), so that every message
+/// within the limit fits.
+fn json_limit(config: &Config) -> usize {
+    config.websocket.max_message_bytes.unwrap_or_else(|| limits::json_text(config.max_message_bytes))
+}
+
+/// The largest WebSocket frame read at all: by default the JSON limit plus 64 KiB (the
+/// frame's envelope, and a margin), so a message somewhat over its limit still gets a
+/// per-call error.
 fn frame_limit(config: &Config) -> usize {
-    let ws = &config.websocket;
-    ws.max_frame_bytes.unwrap_or_else(|| {
-        ws.max_message_bytes.unwrap_or(config.max_message_bytes).saturating_mul(2).saturating_add(64 * 1024)
-    })
+    config.websocket.max_frame_bytes.unwrap_or_else(|| json_limit(config).saturating_add(64 * 1024))
 }
 
 /// What every call on a socket inherits from the upgrade request.
@@ -99,4 +112,6 @@ pub(crate) struct SessionContext<S> {
     pub extensions: http::Extensions,
     /// The limits in force.
     pub limits: Limits,
+    /// The gateway's drain switch (`drain`).
+    pub shutdown: Shutdown,
 }

@@ -19,6 +19,7 @@ use super::rejection::HandshakeRejection;
 use super::session;
 use super::settings::{OriginPolicy, SessionContext, Settings};
 use crate::config::AllowedOrigins;
+use crate::drain::Shutdown;
 use crate::metrics::Metrics;
 use crate::transcode::call::is_reserved_header;
 use crate::transcode::{GrpcService, Invoker};
@@ -30,6 +31,7 @@ pub(crate) struct Endpoint<S> {
     /// The gateway's socket permits (`max_sockets`).
     pub sockets: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
 }
 
 /// Serves a WebSocket upgrade request: the session on success, the rejection otherwise.
@@ -70,8 +72,13 @@ async fn accept<S: GrpcService>(
     let metadata = connection_metadata(&parts.headers, cookies_trusted, token.as_deref())?;
     let mut extensions = std::mem::take(&mut parts.extensions);
     extensions.remove::<hyper::ext::Protocol>();
-    let ctx =
-        SessionContext { invoker: endpoint.invoker.clone(), metadata, extensions, limits: settings.limits.clone() };
+    let ctx = SessionContext {
+        invoker: endpoint.invoker.clone(),
+        metadata,
+        extensions,
+        limits: settings.limits.clone(),
+        shutdown: endpoint.shutdown.clone(),
+    };
     let metrics = endpoint.metrics.clone();
     Ok(ws
         .protocols([SUBPROTOCOL])

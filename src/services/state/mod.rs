@@ -19,6 +19,7 @@ mod depth;
 pub mod engine;
 pub mod error;
 mod load;
+pub mod metrics;
 pub mod options;
 pub mod service;
 pub mod store;

@@ -31,7 +31,7 @@ class Portway:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        seen = []
+        seen = self.seen = []
         for raw in self.proc.stdout:
             line = ANSI.sub("", raw.decode("utf-8", "replace"))
             seen.append(line)

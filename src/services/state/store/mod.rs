@@ -73,6 +73,8 @@ struct Shared {
     hub: broadcast::Sender<Published>,
     watchers: AtomicUsize,
     report: OpenReport,
+    /// How long each backend commit took (see [`Store::metrics`]).
+    commit_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Shared {
@@ -129,8 +131,14 @@ impl Store {
         }
         let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
-        let shared =
-            Arc::new(Shared { state: RwLock::new(state), options, hub, watchers: AtomicUsize::new(0), report });
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            options,
+            hub,
+            watchers: AtomicUsize::new(0),
+            report,
+            commit_seconds: super::metrics::commit_histogram(),
+        });
         let task = tokio::spawn(run_writer(shared.clone(), backend, rx));
         Ok(Self { shared, writer: tx, writer_task: Arc::new(Mutex::new(Some(task))) })
     }
@@ -151,6 +159,12 @@ impl Store {
             watchers: self.shared.watchers.load(Ordering::Relaxed),
             skipped_records: self.shared.report.skipped.len(),
         }
+    }
+
+    /// The store's metrics (revision, keys, watchers, commit latency), to register with
+    /// [`crate::metrics::Metrics::register`].
+    pub fn metrics(&self) -> super::metrics::StoreMetrics {
+        super::metrics::StoreMetrics::new(self.clone(), self.shared.commit_seconds.clone())
     }
 
     /// The options the store was opened with.

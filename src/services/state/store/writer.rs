@@ -101,6 +101,7 @@ async fn commit_batch(
         b.finish(housekeeping)
     };
     if !commit.is_empty() {
+        let started = std::time::Instant::now();
         let persisted = if backend.blocking() {
             let backend = backend.clone();
             tokio::task::spawn_blocking(move || backend.commit(&commit).map(|()| commit))
@@ -110,6 +111,7 @@ async fn commit_batch(
         } else {
             backend.commit(&commit).map(|()| commit)
         };
+        shared.commit_seconds.observe(started.elapsed().as_secs_f64());
         let commit = match persisted {
             Ok(c) => c,
             Err(e) => {

@@ -66,7 +66,11 @@ pub async fn limit_request(max: usize, chunks: Vec<Bytes>) -> (Vec<u8>, Option<S
     let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
         chunks.into_iter().map(|c| Ok::<_, Status>(http_body::Frame::data(c))),
     )));
-    let Ok(_) = MessageLimitLayer::new(max).layer(service).oneshot(Request::new(body)).await;
+    let Ok(_) =
+        MessageLimitLayer::new(max, crate::transcode::SharedMethods::new(crate::transcode::MethodTable::generated()))
+            .layer(service)
+            .oneshot(Request::new(body))
+            .await;
     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
     (std::mem::take(&mut seen.0), seen.1.take())
 }
@@ -85,7 +89,11 @@ pub async fn limit_response(max: usize, chunks: Vec<Bytes>) -> (Vec<u8>, Option<
         resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         async move { Ok::<_, Infallible>(resp) }
     });
-    let Ok(resp) = MessageLimitLayer::new(max).layer(service).oneshot(Request::new(Body::empty())).await;
+    let Ok(resp) =
+        MessageLimitLayer::new(max, crate::transcode::SharedMethods::new(crate::transcode::MethodTable::generated()))
+            .layer(service)
+            .oneshot(Request::new(Body::empty()))
+            .await;
     let mut body = resp.into_body();
     let (mut data, mut trailers) = (Vec::new(), None);
     while let Some(Ok(frame)) = body.frame().await {

@@ -245,12 +245,12 @@ impl Server {
             // One malloc arena: with one per thread, freed memory lands in whichever arena
             // and resident memory drifts for many rounds, which hides or fakes a leak.
             .env("MALLOC_ARENA_MAX", std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "1".into()))
-            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start {bin}: {e} (build it first)"))?;
         let pid = child.id().ok_or("no pid")?;
-        let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        let mut lines = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
         let addr = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("portway listening")

@@ -13,7 +13,7 @@ use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::call_state::CallState;
-use super::limit::Envelopes;
+use crate::transcode::framing::Envelopes;
 
 /// Which way a body goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

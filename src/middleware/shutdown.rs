@@ -44,7 +44,7 @@ use tonic::body::Body;
 
 pub(crate) use crate::drain::Shutdown;
 use crate::drain::{DrainWatch, drained_status};
-use crate::middleware::limit::Envelopes;
+use crate::transcode::framing::Envelopes;
 
 /// How long a waiting body is given, once the drain has begun, before it is cut: a unary
 /// answer's trailers relayed from another server arrive within it; a stream waiting for its

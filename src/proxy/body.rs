@@ -12,13 +12,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Frame;
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::transcode::framing::HEADER_LEN;
+use crate::transcode::framing::Envelopes;
 
 /// Where a failed request body leaves its status for the response to end with.
 #[derive(Clone, Default)]
@@ -62,43 +62,6 @@ impl http_body::Body for WatchedRequest {
     }
 }
 
-/// Tells whether a byte stream of gRPC envelopes is between two messages.
-#[derive(Debug, Default)]
-struct Envelopes {
-    /// Bytes of the current envelope (header included) still to come; 0 between messages
-    /// once the header is complete.
-    remaining: usize,
-    /// The current header's bytes seen so far (a header may span chunks).
-    header: [u8; HEADER_LEN],
-    header_len: usize,
-}
-
-impl Envelopes {
-    fn advance(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(data.len());
-                self.remaining -= n;
-                data.advance(n);
-                continue;
-            }
-            let n = (HEADER_LEN - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data.advance(n);
-            if self.header_len == HEADER_LEN {
-                let [_, a, b, c, d] = self.header;
-                self.remaining = u32::from_be_bytes([a, b, c, d]) as usize;
-                self.header_len = 0;
-            }
-        }
-    }
-
-    fn between_messages(&self) -> bool {
-        self.remaining == 0 && self.header_len == 0
-    }
-}
-
 /// The upstream's response body; see the [module docs](self).
 pub(super) struct UpstreamResponse {
     inner: Option<Body>,
@@ -133,7 +96,7 @@ impl http_body::Body for UpstreamResponse {
         match ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    self.envelopes.advance(data);
+                    self.envelopes.feed(data);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -187,13 +150,13 @@ mod tests {
     fn envelopes_know_where_messages_end() {
         let mut e = Envelopes::default();
         assert!(e.between_messages());
-        e.advance(&[0, 0, 0]);
+        e.feed(&[0, 0, 0]);
         assert!(!e.between_messages(), "half a header");
-        e.advance(&[0, 3, b'a']);
+        e.feed(&[0, 3, b'a']);
         assert!(!e.between_messages(), "two payload bytes to come");
-        e.advance(b"bc\x00\x00\x00\x00\x00");
+        e.feed(b"bc\x00\x00\x00\x00\x00");
         assert!(e.between_messages(), "one message, then an empty one");
-        e.advance(&[1, 0, 0, 0, 1, b'z', 0]);
+        e.feed(&[1, 0, 0, 0, 1, b'z', 0]);
         assert!(!e.between_messages());
     }
 }

@@ -30,8 +30,6 @@
 mod body;
 mod scan;
 
-pub(crate) use scan::Envelopes;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -166,52 +166,6 @@ impl Scanner {
     }
 }
 
-/// Whether a stream of envelopes is between two messages or inside one, for the drain at
-/// shutdown (`crate::middleware::shutdown`), which lets a request finish the message it is
-/// sending, and for the call metrics, which count messages with it. Framing only: sizes and
-/// compression are the [`Scanner`]'s business.
-#[derive(Debug, Default)]
-pub(crate) struct Envelopes {
-    /// Envelope headers read so far: the messages begun.
-    pub(crate) messages: u64,
-    remaining: usize,
-    header: [u8; HEADER_LEN],
-    header_len: usize,
-}
-
-impl Envelopes {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes the next bytes of the stream.
-    pub(crate) fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(data.len());
-                self.remaining -= n;
-                data = &data[n..];
-                continue;
-            }
-            let n = (HEADER_LEN - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len == HEADER_LEN {
-                self.header_len = 0;
-                self.messages += 1;
-                let [_, a, b, c, d] = self.header;
-                self.remaining = u32::from_be_bytes([a, b, c, d]) as usize;
-            }
-        }
-    }
-
-    /// No message begun and unfinished.
-    pub(crate) fn between_messages(&self) -> bool {
-        self.remaining == 0 && self.header_len == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -561,13 +561,16 @@ async fn main() -> Result<(), Fatal> {
         portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods()).audit(args.observe.audit_log);
     // The call metrics and the edge layers (auth, rate limits) go on whichever stack serves;
     // the metrics outermost, so that calls the edge layers refuse are counted and audited too.
+    // All three share their state between clones, so the stack needs no buffer.
     macro_rules! with_edge {
         ($builder:expr) => {{
-            let builder = $builder.metrics(metrics.clone()).layer(observe);
+            let builder = $builder.metrics(metrics.clone()).shared_layer(observe);
             match edge {
                 None => builder.build(),
-                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.layer(auth).layer(rate).build(),
-                Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
+                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => {
+                    builder.shared_layer(auth).shared_layer(rate).build()
+                }
+                Some(auth_args::EdgeLayers { auth: None, rate }) => builder.shared_layer(rate).build(),
             }
         }};
     }

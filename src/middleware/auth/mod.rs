@@ -87,7 +87,7 @@ impl Default for AuthOptions {
     }
 }
 
-/// Adds [`Auth`] to the stack: pass it to [`crate::GatewayBuilder::layer`].
+/// Adds [`Auth`] to the stack: pass it to [`crate::GatewayBuilder::shared_layer`] (or `layer`).
 #[derive(Clone)]
 pub struct AuthLayer {
     policy: Arc<Policy>,
@@ -114,7 +114,9 @@ impl<S> tower::Layer<S> for AuthLayer {
     }
 }
 
-/// See the [module docs](self).
+/// See the [module docs](self). Its clones share one state: add it with
+/// [`crate::GatewayBuilder::shared_layer`].
+#[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
     policy: Arc<Policy>,

@@ -462,11 +462,12 @@ struct WsArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     ws_initial_credit: u32,
 
-    /// WebSocket read buffer per socket, in bytes.
+    /// WebSocket read buffer per socket, in bytes (memory each socket holds; at most 64 MiB).
     #[arg(long = "ws-read-buffer-bytes", env = "PORTWAY_WS_READ_BUFFER_BYTES", default_value_t = 8 * 1024)]
     ws_read_buffer_bytes: usize,
 
-    /// Bytes buffered before a WebSocket write (frames are also written when none wait).
+    /// Bytes buffered before a WebSocket write (frames are also written when none wait; 0:
+    /// each frame on its own; at most 64 MiB).
     #[arg(long = "ws-write-buffer-bytes", env = "PORTWAY_WS_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
     ws_write_buffer_bytes: usize,
 }

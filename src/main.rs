@@ -307,6 +307,11 @@ struct ConnArgs {
     /// signal exits at once.
     #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+
+    /// The shutdown grace as a duration (`10s`, `1500ms`, `1m 30s`); given, it takes the
+    /// place of `--shutdown-grace-ms`.
+    #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    shutdown_grace: Option<Duration>,
 }
 
 impl ConnArgs {
@@ -329,7 +334,7 @@ impl ConnArgs {
         http.http2_max_send_buf_bytes = self.http2_max_send_buffer_bytes;
         http.http1_max_drain_bytes = self.http1_max_drain_bytes;
         http.close_linger = ms(self.close_linger_ms);
-        http.shutdown_grace = ms(self.shutdown_grace_ms);
+        http.shutdown_grace = self.shutdown_grace.unwrap_or(ms(self.shutdown_grace_ms));
     }
 }
 

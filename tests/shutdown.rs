@@ -241,9 +241,9 @@ async fn a_second_signal_exits_at_once() {
 
 /// Signals `portway` (started with `--shutdown-grace-ms GRACE`) while a unary call that never
 /// finishes is in flight; how long after the signal the process exited, and its log.
-async fn exit_with_a_call_in_flight(grace_ms: u64) -> (Duration, Logged) {
-    let grace = grace_ms.to_string();
-    let mut portway = Logged::start(&["--storage", "memory", "--shutdown-grace-ms", &grace]).await;
+async fn exit_with_a_call_in_flight(grace: &[&str]) -> (Duration, Logged) {
+    let args: Vec<&str> = ["--storage", "memory"].iter().chain(grace).copied().collect();
+    let mut portway = Logged::start(&args).await;
     let (h2, _, _) = unary_in_flight(&portway, &put("never", "finished")).await;
     let signalled = tokio::time::Instant::now();
     portway.signal(Signal::TERM);
@@ -257,12 +257,17 @@ async fn exit_with_a_call_in_flight(grace_ms: u64) -> (Duration, Logged) {
 /// `--shutdown-grace-ms`: a call that never finishes holds the process for the grace period
 /// and no longer; then the connections are closed and the process exits. A short grace ends
 /// well before the default (10 s) would; a longer one holds the process past the short one's.
+/// The longer one is given as `--shutdown-grace 4s`, beside a `--shutdown-grace-ms` of 500
+/// whose place it takes.
 /// The upper bound leaves seconds for a loaded machine (a timer fires after its deadline,
 /// never before); it is not a claim about speed.
 #[tokio::test]
 async fn the_grace_period_bounds_the_wait_for_calls_in_flight() {
     let ((short, mut short_log), (long, mut long_log)) =
-        tokio::join!(exit_with_a_call_in_flight(500), exit_with_a_call_in_flight(4_000));
+        tokio::join!(
+        exit_with_a_call_in_flight(&["--shutdown-grace-ms", "500"]),
+        exit_with_a_call_in_flight(&["--shutdown-grace-ms", "500", "--shutdown-grace", "4s"])
+    );
     println!("grace 500 ms: exited {short:?} after SIGTERM; grace 4 s: {long:?}");
     assert!(short >= Duration::from_millis(500), "exited {short:?} after the signal, before its grace");
     assert!(short < Duration::from_secs(5), "a 500 ms grace held the process {short:?}");

@@ -37,12 +37,6 @@ pub const PENDING: &[(&str, &str, &str)] = &[
         "grpc-web-text/two-padded-segments",
         "concatenated padded base64 segments in a grpc-web-text request are refused",
     ),
-    // WebSocket frame header checks (tungstenite's order).
-    (
-        "websocket-frame",
-        "websocket-frame/length-with-the-top-bit-set",
-        "a 64-bit length with its top bit set closes 1009 (too big), not 1002 (protocol error)",
-    ),
     // The WebSocket handshake.
     (
         "http",

@@ -37,12 +37,6 @@ pub const PENDING: &[(&str, &str, &str)] = &[
         "grpc-web-text/two-padded-segments",
         "concatenated padded base64 segments in a grpc-web-text request are refused",
     ),
-    // The WebSocket handshake.
-    (
-        "http",
-        "http/websocket-version-8",
-        "an unsupported Sec-WebSocket-Version answers 400 without the versions served, not 426 (RFC 6455, 4.2.2)",
-    ),
 ];
 
 /// The defect a row shows, if it is pending.

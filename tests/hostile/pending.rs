@@ -13,23 +13,6 @@ pub const PENDING: &[(&str, &str, &str)] = &[
     ("connect", "connect/method-DELETE", "DELETE to a Connect path answers 404 (no route), not 405"),
     ("connect", "connect/method-TRACE", "TRACE to a Connect path answers 404 (no route), not 405"),
     ("connect", "connect/method-BREW", "an unknown HTTP method on a Connect path answers 404 (no route), not 405"),
-    // Envelope flag bits no protocol defines.
-    ("grpc", "grpc/reserved-flag-bits", "a gRPC message flag with reserved bits set is read as uncompressed"),
-    (
-        "grpc-web",
-        "grpc-web/reserved-flag-bits",
-        "a gRPC-Web message flag with reserved bits set is read as uncompressed",
-    ),
-    (
-        "grpc-web",
-        "grpc-web/trailer-flag-from-the-client",
-        "a trailer frame (flag 0x80) from the client is read as a message",
-    ),
-    (
-        "connect-stream",
-        "connect-stream/unknown-flag-bits",
-        "a Connect envelope flag with unknown bits set is read as a message",
-    ),
     // gRPC-Web text requests (tonic-web's decoder).
     ("grpc-web", "grpc-web-text/unpadded", "unpadded base64 in a grpc-web-text request is refused"),
     (

@@ -13,13 +13,6 @@ pub const PENDING: &[(&str, &str, &str)] = &[
     ("connect", "connect/method-DELETE", "DELETE to a Connect path answers 404 (no route), not 405"),
     ("connect", "connect/method-TRACE", "TRACE to a Connect path answers 404 (no route), not 405"),
     ("connect", "connect/method-BREW", "an unknown HTTP method on a Connect path answers 404 (no route), not 405"),
-    // gRPC-Web text requests (tonic-web's decoder).
-    ("grpc-web", "grpc-web-text/unpadded", "unpadded base64 in a grpc-web-text request is refused"),
-    (
-        "grpc-web",
-        "grpc-web-text/two-padded-segments",
-        "concatenated padded base64 segments in a grpc-web-text request are refused",
-    ),
 ];
 
 /// The defect a row shows, if it is pending.

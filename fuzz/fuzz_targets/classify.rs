@@ -42,6 +42,11 @@ fuzz_target!(|data: &[u8]| {
         Some(ct) if ct == "application/grpc" || ct.starts_with("application/grpc+") => assert_eq!(got, Protocol::Grpc),
         _ => assert!(!matches!(got, Protocol::Grpc | Protocol::GrpcWeb), "{got:?} without a gRPC content type"),
     }
+    if got == Protocol::MethodNotAllowed {
+        use http::Method;
+        let method = req.method();
+        assert!(![Method::POST, Method::GET, Method::HEAD, Method::OPTIONS, Method::CONNECT].contains(method));
+    }
     if req.method() != http::Method::POST {
         assert!(!matches!(
             got,

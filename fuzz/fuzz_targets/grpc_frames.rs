@@ -73,11 +73,8 @@ fuzz_target!(|input: &[u8]| {
 
     // Where the limit refuses, and with which status.
     let refused_at = reserved_at.or(oversized_at);
-    let (code, grpc_status) = if reserved_at.is_some() {
-        (tonic::Code::Internal, "13")
-    } else {
-        (tonic::Code::ResourceExhausted, "8")
-    };
+    let (code, grpc_status) =
+        if reserved_at.is_some() { (tonic::Code::Internal, "13") } else { (tonic::Code::ResourceExhausted, "8") };
 
     // The message limit on a request body.
     let rt = portway_fuzz::runtime();

@@ -151,6 +151,7 @@ impl Gateway {
                 adapters.connect.serve(req.map(Body::new), protocol).await
             }
             Protocol::UnsupportedMediaType => unsupported_media_type(),
+            Protocol::MethodNotAllowed => adapters.connect.method_not_allowed(req.method(), req.uri().path()),
             Protocol::Web => match adapters.web.clone().oneshot(req.map(Body::new)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},

@@ -118,6 +118,14 @@ fn cases(body_len: usize) -> Vec<Case> {
             grpc_status: Some("4"),
         },
         Case {
+            name: "Connect path, PUT",
+            head: format!("PUT {TS}/UnaryCall HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"),
+            prefix: vec![],
+            before_answer: small,
+            status: 405,
+            grpc_status: None,
+        },
+        Case {
             name: "plain HTTP, no such file",
             head: post("/no/such/file", "text/plain", ""),
             prefix: vec![],

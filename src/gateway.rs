@@ -20,6 +20,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer as _, Service, ServiceExt as _};
 use tower_http::cors::Cors;
 
+pub(crate) use self::stack::error_code;
 pub use self::stack::{HideProtocol, SharedLayers, StackLayers};
 use crate::config::Config;
 use crate::drain::Shutdown;
@@ -252,8 +253,9 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
     /// Like [`layer`](Self::layer), it applies to every protocol, sees the gateway's protocol
     /// marker, and may fail with anything `Into<BoxError>`. Shared layers are outside every
     /// layer given to `layer` (a call meets them first), in the order they were added: the
-    /// first is the outermost. A layer whose clones would each keep their own state (tower's
-    /// `ConcurrencyLimit`) belongs in `layer`, where one instance serves every call.
+    /// first is the outermost. A layer whose service is not `Clone` (tower's `RateLimit`), or
+    /// whose clones would each keep their own state, belongs in `layer`, where one instance
+    /// serves every call.
     pub fn shared_layer<N>(self, layer: N) -> GatewayBuilder<S, L, Stack<N, C>> {
         GatewayBuilder {
             service: self.service,

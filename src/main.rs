@@ -308,9 +308,10 @@ struct ConnArgs {
     #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
 
-    /// The shutdown grace as a duration (`10s`, `1500ms`, `1m 30s`); given, it takes the
-    /// place of `--shutdown-grace-ms`.
-    #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// The shutdown grace as a duration (`10s`, `1500ms`, `1m 30s`), in place of
+    /// `--shutdown-grace-ms` (give one or the other).
+    #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration,
+          conflicts_with = "shutdown_grace_ms")]
     shutdown_grace: Option<Duration>,
 }
 

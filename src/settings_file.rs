@@ -86,10 +86,17 @@ fn file_arguments(
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && a.get_id() != file_arg)
             .ok_or_else(|| SettingsFileError(format!("the settings file {file} sets `{key}`, which is not a setting (the keys are the long flag names of portway --help, without the dashes)")))?;
-        if matches!(
-            matches.value_source(arg.get_id().as_str()),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
+        let given =
+            |id: &str| matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+        // Set above the file, directly or through a flag that takes its place
+        // (`--shutdown-grace` for `--shutdown-grace-ms`): the file's value is not used.
+        let conflict =
+            |a: &clap::Arg, b: &clap::Arg| command.get_arg_conflicts_with(a).iter().any(|c| c.get_id() == b.get_id());
+        if given(arg.get_id().as_str())
+            || command
+                .get_arguments()
+                .any(|other| given(other.get_id().as_str()) && (conflict(arg, other) || conflict(other, arg)))
+        {
             continue;
         }
         let flag = matches!(arg.get_action(), ArgAction::SetTrue);
@@ -164,6 +171,8 @@ mod tests {
         listen: Vec<String>,
         #[arg(long)]
         interop: bool,
+        #[arg(long, conflicts_with = "limit")]
+        limit_text: Option<String>,
     }
 
     fn run(file: &str, argv: &[&str]) -> Result<Args, ParseError> {
@@ -187,6 +196,16 @@ mod tests {
         let a = run("limit = 9\nlisten = [\"a:1\"]", &["--limit", "3", "--listen", "c:3"]).unwrap();
         assert_eq!(a.limit, 3);
         assert_eq!(a.listen, ["c:3"]);
+    }
+
+    /// A flag that takes another's place (they conflict) wins over the file's value for the
+    /// other; the two together on the command line are refused.
+    #[test]
+    fn a_flag_in_place_of_another_wins_over_the_file() {
+        let a = run("limit = 9", &["--limit-text", "ten"]).unwrap();
+        assert_eq!((a.limit, a.limit_text.as_deref()), (4, Some("ten")));
+        let e = run("", &["--limit", "3", "--limit-text", "ten"]).unwrap_err().to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 
     #[test]

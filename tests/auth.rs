@@ -62,8 +62,8 @@ async fn gateway(keys: &str, rates: RateOptions) -> TestServer {
     let mounted = portway::services::mount(&options).await.unwrap();
     let keys = KeySet::parse(keys).unwrap();
     let builder = portway::Gateway::builder(mounted.routes)
-        .layer(AuthLayer::new(keys, AuthOptions::default()))
-        .layer(RateLayer::new(rates));
+        .shared_layer(AuthLayer::new(keys, AuthOptions::default()))
+        .shared_layer(RateLayer::new(rates));
     serve_gateway(builder.build()).await
 }
 

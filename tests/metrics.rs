@@ -33,7 +33,7 @@ async fn observed() -> TestServer {
     let routes = portway::services::mount(&options).await.expect("mount").routes;
     let metrics = Arc::new(Metrics::default());
     let observe = portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
-    serve_gateway(portway::Gateway::builder(routes).metrics(metrics).layer(observe).build()).await
+    serve_gateway(portway::Gateway::builder(routes).metrics(metrics).shared_layer(observe).build()).await
 }
 
 /// `/metrics`, fetched over HTTP as a scraper does.

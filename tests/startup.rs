@@ -121,6 +121,7 @@ fn settings_that_cannot_work_are_refused_with_a_sentence() {
         (&["--max-connections", "0"], "invalid value '0' for '--max-connections"),
         (&["--max-json-depth", "200"], "invalid value '200' for '--max-json-depth"),
         (&["--shutdown-grace", "ten seconds"], "invalid value 'ten seconds' for '--shutdown-grace <DURATION>'"),
+        (&["--shutdown-grace", "4s", "--shutdown-grace-ms", "500"], "cannot be used with '--shutdown-grace-ms"),
     ];
     for (args, expected) in cases {
         let mut all = vec!["--storage", "memory"];

@@ -118,7 +118,7 @@ async fn portway(listener: TcpListener) -> anyhow::Result<()> {
     let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
     let layer = || portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
     let gateway = match observe.as_deref() {
-        None => builder.build(),
+        None | Some("" | "0") => builder.build(),
         Some("buffered") => builder.metrics(metrics.clone()).layer(layer()).build(),
         Some("edge") => {
             let (auth, rate) = edge_layers()?;

@@ -307,9 +307,33 @@ pub(crate) fn status_from_error(error: BoxError) -> Status {
         Ok(status) => return status,
         Err(error) => error,
     };
-    let chain = || std::iter::successors(Some(&*error as &(dyn std::error::Error + 'static)), |e| e.source());
-    if chain().any(|e| e.is::<tower::timeout::error::Elapsed>()) {
+    let code = error_code(&*error);
+    if code == tonic::Code::DeadlineExceeded {
         return Status::deadline_exceeded("the call took longer than the gateway allows");
+    }
+    let transport = code == tonic::Code::Unavailable;
+    tracing::warn!(error = %error, transport, "the service failed a call");
+    if transport {
+        Status::unavailable("the service is unavailable")
+    } else {
+        Status::unknown("the service failed the call")
+    }
+}
+
+/// The code a service error ends its call with, as [`Recover`] will answer it, for layers
+/// above it that record the outcome (call metrics): a status's own code; tower's
+/// `Overloaded` `RESOURCE_EXHAUSTED`; a timeout `DEADLINE_EXCEEDED`; a transport failure
+/// `UNAVAILABLE`; anything else `UNKNOWN`.
+pub(crate) fn error_code(error: &(dyn std::error::Error + 'static)) -> tonic::Code {
+    let chain = || std::iter::successors(Some(error), |e| e.source());
+    if let Some(status) = chain().find_map(|e| e.downcast_ref::<Status>()) {
+        return status.code();
+    }
+    if chain().any(|e| e.is::<tower::load_shed::error::Overloaded>()) {
+        return tonic::Code::ResourceExhausted;
+    }
+    if chain().any(|e| e.is::<tower::timeout::error::Elapsed>()) {
+        return tonic::Code::DeadlineExceeded;
     }
     let transport = chain().any(|e| {
         e.is::<tonic::transport::Error>()
@@ -317,12 +341,7 @@ pub(crate) fn status_from_error(error: BoxError) -> Status {
             || e.is::<tower::buffer::error::Closed>()
             || e.is::<tower::buffer::error::ServiceError>()
     });
-    tracing::warn!(error = %error, transport, "the service failed a call");
-    if transport {
-        Status::unavailable("the service is unavailable")
-    } else {
-        Status::unknown("the service failed the call")
-    }
+    if transport { tonic::Code::Unavailable } else { tonic::Code::Unknown }
 }
 
 #[cfg(test)]
@@ -343,5 +362,15 @@ mod tests {
         assert_eq!(status_from_error(elapsed).code(), tonic::Code::DeadlineExceeded);
         let other: BoxError = "something odd".into();
         assert_eq!(status_from_error(other).code(), tonic::Code::Unknown);
+        // What a layer above `Recover` records is what `Recover` answers.
+        let cases: [(BoxError, tonic::Code); 4] = [
+            (Box::new(tower::load_shed::error::Overloaded::new()), tonic::Code::ResourceExhausted),
+            (Box::new(tower::timeout::error::Elapsed::new()), tonic::Code::DeadlineExceeded),
+            (Box::new(std::io::Error::other("refused")), tonic::Code::Unavailable),
+            (Box::new(Status::not_found("gone")), tonic::Code::NotFound),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error_code(&*error), code, "{error}");
+        }
     }
 }

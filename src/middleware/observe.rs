@@ -165,7 +165,7 @@ where
             }
             Err(e) => {
                 let e = e.into();
-                state.failed(e.downcast_ref::<tonic::Status>().map_or(tonic::Code::Unknown, tonic::Status::code));
+                state.failed(crate::gateway::error_code(&*e));
                 Err(e)
             }
         })

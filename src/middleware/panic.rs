@@ -95,13 +95,15 @@ fn panic_status() -> Status {
 #[derive(Debug, Clone)]
 pub struct CatchPanic<S> {
     inner: S,
+    /// `poll_ready` panicked: the next call is answered `INTERNAL` without reaching `inner`.
+    unready: bool,
 }
 
 impl<S> CatchPanic<S> {
     /// Guards `inner` (and installs the panic hook, once per process).
     pub fn new(inner: S) -> Self {
         install_hook();
-        Self { inner }
+        Self { inner, unready: false }
     }
 }
 
@@ -114,12 +116,24 @@ where
     type Future = CatchPanicFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        match guarded(|| self.inner.poll_ready(cx)) {
+            Ok(ready) => ready,
+            Err(payload) => {
+                // Ready, so that the call comes and gets its `INTERNAL`; a buffer's worker,
+                // which polls here, keeps serving.
+                report(None, &*payload, "poll_ready");
+                self.unready = true;
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         // A reference count, not a copy, for requests read off a connection.
         let path = req.uri().path_and_query().cloned();
+        if std::mem::take(&mut self.unready) {
+            return CatchPanicFuture { inner: None, path };
+        }
         match guarded(|| self.inner.call(req)) {
             Ok(inner) => CatchPanicFuture { inner: Some(inner), path },
             Err(payload) => {

@@ -14,9 +14,11 @@ use tower::{Service as _, ServiceExt as _};
 use super::*;
 use crate::testing::body_contract;
 
-/// Where the stub panics: in `call`, in its future, or in its body's second poll.
+/// Where the stub panics: in `poll_ready`, in `call`, in its future, or in its body's
+/// second poll.
 #[derive(Clone, Copy)]
 enum Where {
+    Ready,
     Call,
     Future,
     Body,
@@ -61,11 +63,15 @@ impl tower::Service<Request<()>> for Panicky {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Stream>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if matches!(self.0, Where::Ready) {
+            panic!("readiness broke");
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, _req: Request<()>) -> Self::Future {
         let at = self.0;
+        // Never reached after `poll_ready` panicked; if it were, the call would pass (OK).
         if matches!(at, Where::Call) {
             panic!("call broke");
         }
@@ -124,6 +130,19 @@ async fn a_panic_in_call_or_future_is_a_trailers_only_internal() {
         assert_eq!(log.matches("a service panicked").count(), 1, "logged once: {log}");
         assert!(log.contains("/pkg.Svc/Method") && !log.contains("secret"), "the path, not the query: {log}");
         assert!(log.contains("broke") && log.contains("panic_tests.rs"), "message and location: {log}");
+    }
+}
+
+/// A panic in `poll_ready` (a buffer's worker polls there) makes the guard ready, and the
+/// call that follows is `INTERNAL` without reaching the service; so is the next one.
+#[tokio::test]
+async fn a_panic_in_poll_ready_is_internal_for_the_call() {
+    for _ in 0..2 {
+        let (head, drained, log) = run(Where::Ready).await;
+        assert_eq!(head.as_deref(), Some("13"), "trailers-only INTERNAL");
+        assert!(drained.data.is_empty() && drained.trailers.is_none(), "{drained:?}");
+        assert_eq!(log.matches("a service panicked").count(), 1, "logged once: {log}");
+        assert!(log.contains("readiness broke") && log.contains("poll_ready"), "{log}");
     }
 }
 

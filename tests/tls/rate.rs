@@ -129,9 +129,10 @@ async fn the_per_address_rate_limit_holds_over_tls() {
     let (cert, key) = ca.server().write(dir.path(), "server");
     let mut rates = RateOptions::default();
     rates.per_address = Some(Rate { per_second: 1.try_into().unwrap(), burst: 2.try_into().unwrap() });
-    let server =
-        super::start_with(TlsConfig::files(cert, key), Config::default(), |b| b.layer(RateLayer::new(rates)).build())
-            .await;
+    let server = super::start_with(TlsConfig::files(cert, key), Config::default(), |b| {
+        b.shared_layer(RateLayer::new(rates)).build()
+    })
+    .await;
     let (one, two) = (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
     // Every connection first, so that the calls below follow each other closely.
     let mut grpc = grpc_from(server.addr, &ca, one).await;

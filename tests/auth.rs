@@ -62,7 +62,7 @@ async fn gateway(keys: &str, rates: RateOptions) -> TestServer {
     let mounted = portway::services::mount(&options).await.unwrap();
     let keys = KeySet::parse(keys).unwrap();
     let builder = portway::Gateway::builder(mounted.routes)
-        .layer(AuthLayer::new(keys, AuthOptions::default()))
+        .auth(AuthLayer::new(keys, AuthOptions::default()))
         .layer(RateLayer::new(rates));
     serve_gateway(builder.build()).await
 }
@@ -364,6 +364,7 @@ fn the_binary_refuses_key_files_that_cannot_work() {
         ("[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"a*b*c\"]\n", "has more than one `*`"),
         ("[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"*\"]\nmax_concurrent = 0\n", "limits must be at least 1"),
         ("exempt = []\n", "the key file defines no key"),
+        ("exempt = [\"/metric\"]\n[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"*\"]\n", "names no HTTP route"),
     ];
     for (i, (text, message)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("keys-{i}.toml"));

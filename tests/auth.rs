@@ -212,6 +212,28 @@ async fn exempt_methods_need_no_key_and_others_do() {
     .await;
 }
 
+/// A plain route (docs/auth.md) takes a signature as a call does, with the request's path.
+#[tokio::test]
+async fn a_signed_request_reaches_a_plain_route() {
+    let keys = "exempt = []\n[[key]]\nid = \"scraper\"\nkey = \"scraper-key-0123\"\nmethods = [\"/metrics\"]\nrequire_signature = true\n";
+    let server = gateway(keys, RateOptions::default()).await;
+    let get = |md: &Metadata| {
+        let mut req = common::http::request("GET", &format!("{}/metrics", server.url()));
+        for (k, v) in md {
+            req = req.header(*k, v);
+        }
+        common::http::send(common::http::Http::H1, req.body(common::http::full("")).unwrap())
+    };
+    let unsigned = get(&vec![("x-api-key", "scraper-key-0123".to_string())]).await;
+    assert_eq!(unsigned.status, 401, "the key may only sign");
+    let md = signed("scraper-key-0123", "scraper", "/metrics", now(), "UNSIGNED-PAYLOAD");
+    let reply = get(&md).await;
+    assert!(reply.status == 200 && String::from_utf8_lossy(&reply.body).contains("portway_"), "{reply:?}");
+    assert_eq!(get(&md).await.status, 401, "a signature is good for one request");
+    let elsewhere = signed("scraper-key-0123", "scraper", "/healthz", now(), "UNSIGNED-PAYLOAD");
+    assert_eq!(get(&elsewhere).await.status, 401, "the signature covers the path");
+}
+
 #[tokio::test]
 async fn concurrent_calls_per_key_are_bounded_across_protocols() {
     let server = matrix_gateway().await;

@@ -10,7 +10,7 @@
 //!   exempts (by default the health service) need no key.
 //! - Keys live in memory as SHA-256 digests only (`keys`); they are never logged.
 //! - The plain HTTP routes (`/healthz`, `/metrics`, the demo's files) are decided by the same
-//!   policy, as HTTP 401 and 403 (`plain`), when the key file puts them under keys.
+//!   policy (`policy`), as HTTP 401 and 403 (`plain`), when the key file puts them under keys.
 //!
 //! The key that authenticated a call is put in its extensions as [`Principal`], for the rate
 //! limits (`super::rate`) and audit records below.

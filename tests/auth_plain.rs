@@ -190,6 +190,16 @@ async fn healthz_behind_a_key_reports_the_real_health() {
         .unwrap();
     let reply = web::send(Http::H1, call).await;
     assert_eq!(reply.status, 403, "{:?}", reply.body);
+
+    // `/healthz` open while the health service needs a key: the route still reports the health.
+    let (server, _) = gateway(&keys(Some(r#"["/healthz"]"#))).await;
+    let (status, _, body) = get(&server, Http::H1, "/healthz", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "SERVING\n"));
+    let call = request("POST", &format!("{}/grpc.health.v1.Health/Check", server.url()))
+        .header("content-type", "application/json")
+        .body(full("{}"))
+        .unwrap();
+    assert_eq!(web::send(Http::H1, call).await.status, 401, "the health service itself needs a key");
 }
 
 /// Paths that look like `/metrics` or `/healthz` but are not, and ones that are: with both

@@ -68,7 +68,7 @@ pub(super) struct Policy {
     pub(super) replays: ReplayCache,
 }
 
-/// What the policy decided about a call.
+/// What the policy decided about a call or a plain request.
 pub(super) enum Verdict {
     Exempt,
     Allowed(Principal, Option<SignedBody>),

@@ -246,11 +246,13 @@ pub struct WebSocketConfig {
     /// Flow control: the messages each side may send on a call before the other grants
     /// more (the client may choose its own in the `open` frame). Minimum 1. Default: 16.
     pub initial_credit: u32,
-    /// The WebSocket read buffer, allocated for every socket: small keeps idle sockets
-    /// cheap (tungstenite's own default is 128 KiB). Default: 8 KiB.
+    /// The WebSocket read buffer, allocated for every socket and filled at its first read, so
+    /// each socket holds this much memory: small keeps idle sockets cheap (tungstenite's own
+    /// default is 128 KiB). At most [`validate::MAX_WS_BUFFER_BYTES`]. Default: 8 KiB.
     pub read_buffer_bytes: usize,
-    /// Frames are written to the socket once this many bytes are buffered, or when no
-    /// more frames are waiting. Default: 8 KiB.
+    /// Frames are written to the socket once more than this many bytes are buffered, or when
+    /// no more frames are waiting (0: each frame on its own). At most
+    /// [`validate::MAX_WS_BUFFER_BYTES`]. Default: 8 KiB.
     pub write_buffer_bytes: usize,
 }
 

@@ -20,7 +20,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer as _, Service, ServiceExt as _};
 use tower_http::cors::Cors;
 
-pub use self::stack::{HideProtocol, StackLayers};
+pub use self::stack::{HideProtocol, SharedLayers, StackLayers};
 use crate::config::Config;
 use crate::drain::Shutdown;
 use crate::metrics::Metrics;
@@ -64,9 +64,10 @@ struct Adapters {
 
 /// Builds a [`Gateway`] around a native gRPC service (typically `tonic::service::Routes`,
 /// or a `tonic::transport::Channel` to another server).
-pub struct GatewayBuilder<S = Routes, L = Identity> {
+pub struct GatewayBuilder<S = Routes, L = Identity, C = Identity> {
     service: S,
     layers: L,
+    shared: C,
     buffer: usize,
     methods: Option<SharedMethods>,
     config: Config,
@@ -86,6 +87,7 @@ impl Gateway {
         GatewayBuilder {
             service,
             layers: Identity::new(),
+            shared: Identity::new(),
             buffer: DEFAULT_BUFFER,
             methods: None,
             config: Config::default(),
@@ -163,6 +165,7 @@ impl Gateway {
                 adapters.connect.serve(req.map(Body::new), protocol).await
             }
             Protocol::UnsupportedMediaType => unsupported_media_type(),
+            Protocol::MethodNotAllowed => adapters.connect.method_not_allowed(req.method(), req.uri().path()),
             Protocol::Web => match adapters.web.clone().oneshot(req.map(Body::new)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
@@ -171,7 +174,7 @@ impl Gateway {
     }
 }
 
-impl<S, L> GatewayBuilder<S, L> {
+impl<S, L, C> GatewayBuilder<S, L, C> {
     /// Sets the configuration (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -193,7 +196,7 @@ impl<S, L> GatewayBuilder<S, L> {
     /// Serves every service `catalog` knows of: upstreams' services forwarded to them, local
     /// ones (this builder's service) with JSON codecs from their descriptors; reflection and
     /// health answered for all of them (see [`crate::proxy`]).
-    pub fn catalog(self, catalog: Catalog) -> GatewayBuilder<ProxyRouter<S>, L> {
+    pub fn catalog(self, catalog: Catalog) -> GatewayBuilder<ProxyRouter<S>, L, C> {
         let methods = catalog.shared_methods();
         let upstreams: web::Upstreams = {
             let catalog = catalog.clone();
@@ -202,6 +205,7 @@ impl<S, L> GatewayBuilder<S, L> {
         GatewayBuilder {
             service: ProxyRouter::new(self.service, catalog),
             layers: self.layers,
+            shared: self.shared,
             buffer: self.buffer,
             methods: Some(methods),
             config: self.config,
@@ -218,7 +222,7 @@ impl<S, L> GatewayBuilder<S, L> {
     pub fn descriptors(
         self,
         file_descriptor_sets: &[&[u8]],
-    ) -> Result<GatewayBuilder<ProxyRouter<S>, L>, CatalogError> {
+    ) -> Result<GatewayBuilder<ProxyRouter<S>, L, C>, CatalogError> {
         let (health, _) = tonic_health::server::health_reporter();
         Ok(self.catalog(Catalog::local(file_descriptor_sets, health)?))
     }
@@ -236,15 +240,16 @@ impl<S, L> GatewayBuilder<S, L> {
     /// may be anything `Into<BoxError>` (`LoadShed`, `Timeout`), recovered into a gRPC status.
     /// A stack with layers is served through one `tower::buffer::Buffer` (a channel hop per
     /// call), which is what lets a layer that is not `Clone` be shared by every connection,
-    /// and makes a rate limit one limit for the whole gateway. Layers that are `Clone` and
-    /// cannot fail can instead be put on the service before [`Gateway::builder`], which
-    /// skips the buffer.
+    /// and makes a rate limit one limit for the whole gateway. A layer whose service is
+    /// `Clone` and keeps its state behind shared pointers can skip the buffer: see
+    /// [`shared_layer`](Self::shared_layer).
     ///
     /// [`build`](Self::build) must then run inside a Tokio runtime (the buffer's worker is a task).
-    pub fn layer<N>(self, layer: N) -> GatewayBuilder<S, Stack<N, L>> {
+    pub fn layer<N>(self, layer: N) -> GatewayBuilder<S, Stack<N, L>, C> {
         GatewayBuilder {
             service: self.service,
             layers: Stack::new(layer, self.layers),
+            shared: self.shared,
             buffer: self.buffer,
             methods: self.methods,
             config: self.config,
@@ -254,13 +259,38 @@ impl<S, L> GatewayBuilder<S, L> {
         }
     }
 
-    /// Adds the API-key layer as [`layer`](Self::layer) does, and puts the plain HTTP routes
+    /// Adds a tower layer whose service is `Clone + Send + Sync` and whose clones share one
+    /// state (counters, a key set, a rate limiter behind an `Arc`, as portway's
+    /// [`ObserveLayer`](crate::ObserveLayer), [`AuthLayer`](crate::auth::AuthLayer)
+    /// and [`RateLayer`](crate::rate::RateLayer) are). Such layers need no buffer: a
+    /// stack with only shared layers is called directly, without the buffer's channel hop.
+    ///
+    /// Like [`layer`](Self::layer), it applies to every protocol, sees the gateway's protocol
+    /// marker, and may fail with anything `Into<BoxError>`. Shared layers are outside every
+    /// layer given to `layer` (a call meets them first), in the order they were added: the
+    /// first is the outermost. A layer whose clones would each keep their own state (tower's
+    /// `ConcurrencyLimit`) belongs in `layer`, where one instance serves every call.
+    pub fn shared_layer<N>(self, layer: N) -> GatewayBuilder<S, L, Stack<N, C>> {
+        GatewayBuilder {
+            service: self.service,
+            layers: self.layers,
+            shared: Stack::new(layer, self.shared),
+            buffer: self.buffer,
+            methods: self.methods,
+            config: self.config,
+            metrics: self.metrics,
+            upstreams: self.upstreams,
+            guard: self.guard,
+        }
+    }
+
+    /// Adds the API-key layer as [`shared_layer`](Self::shared_layer) does, and puts the plain HTTP routes
     /// (`/healthz`, `/metrics`, the demo's files; [`Gateway::serve_metrics`] too) under the
     /// same key file: what its `exempt` list does not name needs a key whose patterns do
     /// (`docs/auth.md`). A key file without `exempt` leaves them open.
-    pub fn auth(self, auth: crate::auth::AuthLayer) -> GatewayBuilder<S, Stack<crate::auth::AuthLayer, L>> {
+    pub fn auth(self, auth: crate::auth::AuthLayer) -> GatewayBuilder<S, L, Stack<crate::auth::AuthLayer, C>> {
         let guard = auth.plain_guard();
-        let mut builder = self.layer(auth);
+        let mut builder = self.shared_layer(auth);
         builder.guard = Some(guard);
         builder
     }
@@ -276,12 +306,14 @@ impl<S, L> GatewayBuilder<S, L> {
     pub fn build(self) -> Gateway
     where
         L: StackLayers<S>,
+        C: SharedLayers<L::Service>,
     {
-        let mark = L::LAYERED;
+        let mark = L::LAYERED || C::LAYERED;
         let shutdown = Shutdown::default();
         let methods = self.methods.unwrap_or_else(|| SharedMethods::new(MethodTable::generated()));
         methods.limit_json_depth(self.config.max_json_depth);
-        let stack: GrpcStack = self.layers.assemble(self.service, self.buffer, &self.config, &methods, &shutdown);
+        let inner = self.layers.assemble(self.service, self.buffer);
+        let stack: GrpcStack = self.shared.finish(inner, &self.config, &methods, &shutdown);
         let invoker = Invoker::new(stack.clone(), methods);
         let metrics = self.metrics.unwrap_or_default();
         let config = self.config;

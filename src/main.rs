@@ -308,6 +308,11 @@ struct ConnArgs {
     /// signal exits at once.
     #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+
+    /// The shutdown grace as a duration (`10s`, `1500ms`, `1m 30s`); given, it takes the
+    /// place of `--shutdown-grace-ms`.
+    #[arg(long, env = "PORTWAY_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    shutdown_grace: Option<Duration>,
 }
 
 impl ConnArgs {
@@ -330,7 +335,7 @@ impl ConnArgs {
         http.http2_max_send_buf_bytes = self.http2_max_send_buffer_bytes;
         http.http1_max_drain_bytes = self.http1_max_drain_bytes;
         http.close_linger = ms(self.close_linger_ms);
-        http.shutdown_grace = ms(self.shutdown_grace_ms);
+        http.shutdown_grace = self.shutdown_grace.unwrap_or(ms(self.shutdown_grace_ms));
     }
 }
 
@@ -463,11 +468,12 @@ struct WsArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     ws_initial_credit: u32,
 
-    /// WebSocket read buffer per socket, in bytes.
+    /// WebSocket read buffer per socket, in bytes (memory each socket holds; at most 64 MiB).
     #[arg(long = "ws-read-buffer-bytes", env = "PORTWAY_WS_READ_BUFFER_BYTES", default_value_t = 8 * 1024)]
     ws_read_buffer_bytes: usize,
 
-    /// Bytes buffered before a WebSocket write (frames are also written when none wait).
+    /// Bytes buffered before a WebSocket write (frames are also written when none wait; 0:
+    /// each frame on its own; at most 64 MiB).
     #[arg(long = "ws-write-buffer-bytes", env = "PORTWAY_WS_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
     ws_write_buffer_bytes: usize,
 }
@@ -562,13 +568,14 @@ async fn main() -> Result<(), Fatal> {
         portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods()).audit(args.observe.audit_log);
     // The call metrics and the edge layers (auth, rate limits) go on whichever stack serves;
     // the metrics outermost, so that calls the edge layers refuse are counted and audited too.
+    // All three share their state between clones, so the stack needs no buffer.
     macro_rules! with_edge {
         ($builder:expr) => {{
-            let builder = $builder.metrics(metrics.clone()).layer(observe);
+            let builder = $builder.metrics(metrics.clone()).shared_layer(observe);
             match edge {
                 None => builder.build(),
-                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.auth(auth).layer(rate).build(),
-                Some(auth_args::EdgeLayers { auth: None, rate }) => builder.layer(rate).build(),
+                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.auth(auth).shared_layer(rate).build(),
+                Some(auth_args::EdgeLayers { auth: None, rate }) => builder.shared_layer(rate).build(),
             }
         }};
     }

@@ -4,7 +4,8 @@
 //! waits for the status (so the status provably arrives while the client is still writing),
 //! writes the rest slowly, and then either sends a second request on the same connection,
 //! which must succeed, or — where the server announced `connection: close` — sees the
-//! connection end cleanly after the response.
+//! connection end cleanly after the response, and the server keep reading for as long as its
+//! lingering close is set to.
 
 mod common;
 
@@ -115,6 +116,14 @@ fn cases(body_len: usize) -> Vec<Case> {
             before_answer: small,
             status: 200,
             grpc_status: Some("4"),
+        },
+        Case {
+            name: "Connect path, PUT",
+            head: format!("PUT {TS}/UnaryCall HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"),
+            prefix: vec![],
+            before_answer: small,
+            status: 405,
+            grpc_status: None,
         },
         Case {
             name: "plain HTTP, no such file",
@@ -248,4 +257,53 @@ async fn the_drain_limit_is_configurable() {
     let (answer, reused) = run(server.addr, case, Framing::Length(LIMIT)).await;
     check(case, &answer);
     assert!(!reused && answer.closes(), "with no drain allowance every early answer closes");
+}
+
+/// Starts an early answer that closes (a body far past the drain limit), reads it and the
+/// server's FIN, then keeps writing 1 KiB every 20 ms, as a client still sending its body
+/// would, until a write fails: the server has dropped the socket and its kernel answered with a
+/// reset. Returns how long after the request head that was (at most `within`).
+async fn lingers_for(addr: std::net::SocketAddr, within: Duration) -> Duration {
+    let (mut reader, mut write) = h1raw::connect(addr).await;
+    let start = tokio::time::Instant::now();
+    let head = format!("{}content-length: {}\r\n\r\n", post("/healthz", "text/plain", ""), 64 * 1024 * 1024);
+    guard(write.write_all(head.as_bytes())).await.expect("write the head");
+    let answer = guard(reader.response()).await.expect("the early answer");
+    assert!(answer.status == 405 && answer.closes(), "{answer:?}");
+    // The server closes its side first, right after the response.
+    assert!(reader.closed().await, "no FIN after a `connection: close` answer");
+    let piece = [b'x'; 1024];
+    loop {
+        if write.write_all(&piece).await.is_err() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "the server still read the body after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `close_linger`: after its FIN the server reads and discards what the client still sends for
+/// that long, then drops the socket. A short linger ends before the default (2 s) would; a
+/// long one outlasts it. The margins are for scheduling delay on a loaded machine (a timer
+/// fires after its deadline, never before), not a claim about speed.
+#[tokio::test]
+async fn the_lingering_close_lasts_as_configured() {
+    let server = |linger| {
+        let mut config = Config::default();
+        config.http.close_linger = linger;
+        common::start_interop(config)
+    };
+    let (short, long) = (Duration::from_millis(300), Duration::from_secs(5));
+    let (short_server, long_server) = (server(short).await, server(long).await);
+    let (short_took, long_took) = tokio::join!(
+        lingers_for(short_server.addr, Duration::from_secs(10)),
+        lingers_for(long_server.addr, Duration::from_secs(20)),
+    );
+    println!("linger {short:?}: writes failed after {short_took:?}; linger {long:?}: after {long_took:?}");
+    assert!(short_took >= short, "the socket was dropped {short_took:?} after the request, before its linger");
+    assert!(
+        short_took < Duration::from_millis(1800),
+        "a {short:?} linger lasted {short_took:?}, as long as the default (2 s) would"
+    );
+    assert!(long_took >= long, "the socket was dropped {long_took:?} after the request, before its {long:?} linger");
 }

@@ -1,7 +1,7 @@
 //! The edges of the gRPC protocols, on native gRPC and gRPC-Web over real sockets: request
-//! cardinality on single-message methods, HTTP methods other than POST, zero and malformed
-//! deadlines, the JSON codec, and the one message limit (decoded size, compressed or not, both
-//! directions).
+//! cardinality on single-message methods, HTTP methods other than POST (on any RPC path),
+//! zero and malformed deadlines, the JSON codec, and the one message limit (decoded size,
+//! compressed or not, both directions).
 
 mod common;
 
@@ -100,6 +100,49 @@ async fn only_post_is_a_grpc_call() {
     }
 }
 
+/// On an RPC path, a method no RPC protocol uses (whatever the content type but gRPC's) is
+/// 405 with what the path takes; the plain HTTP routes keep their own answers.
+#[tokio::test]
+async fn other_methods_on_an_rpc_path_are_not_allowed() {
+    let server = common::start_interop(Config::default()).await;
+    let send = |version, method: &str, path: &str, ct: Option<&str>| {
+        let mut req = request(method, &format!("{}{path}", server.url()));
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        http::send(version, req.body(full(if method == "TRACE" { vec![] } else { b"{}".to_vec() })).unwrap())
+    };
+    let paths = [(format!("{TS}/UnaryCall"), "POST"), (format!("{TS}/CacheableUnaryCall"), "GET, POST")];
+    for version in [Http::H1, Http::H2] {
+        for (path, allow) in &paths {
+            for ct in [Some("application/json"), Some("application/connect+proto"), Some("text/plain"), None] {
+                for method in ["PUT", "PATCH", "DELETE", "TRACE", "BREW"] {
+                    let reply = send(version, method, path, ct).await;
+                    let what = format!("{version:?} {method} {path} {ct:?}");
+                    assert_eq!(reply.status, 405, "{what}: {reply:?}");
+                    assert_eq!(reply.header("allow"), Some(*allow), "{what}");
+                    let text = String::from_utf8_lossy(&reply.body);
+                    assert!(
+                        text.starts_with(&format!("an RPC is not called with {method}: use POST")),
+                        "{what}: {text}"
+                    );
+                }
+            }
+        }
+        // A path the gateway does not serve, of the RPC form, is still an RPC path.
+        let reply = send(version, "DELETE", "/no.Such/Method", None).await;
+        assert_eq!((reply.status.as_u16(), reply.header("allow")), (405, Some("POST")), "{version:?}: {reply:?}");
+        // Plain HTTP: not RPC paths, answered as before.
+        for (method, path, status) in
+            [("PUT", "/healthz", 405), ("DELETE", "/metrics", 405), ("PUT", "/nope.html", 404)]
+        {
+            let reply = send(version, method, path, None).await;
+            assert_eq!(reply.status, status, "{version:?} {method} {path}: {reply:?}");
+            assert_ne!(reply.header("allow"), Some("POST"), "{version:?} {method} {path}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_zero_deadline_ends_the_call_before_it_runs() {
     let (server, mut ran) = common::start_scripted(Config::default()).await;
@@ -181,6 +224,12 @@ async fn the_json_codec_on_grpc_and_grpc_web() {
         // JSON the request type does not accept is the client's error.
         let reply = call(version, "POST", &unary, ct, json_frame(&json!({"responseSize": "x"})), &[]).await;
         assert_eq!(code(&reply), Code::InvalidArgument as i32, "{name}: {reply:?}");
+        // Flag bits gRPC reserves (a trailer frame among them) are a malformed frame.
+        for flags in [0x02, 0x80] {
+            let body = http::frame(flags, json!({"responseSize": 1}).to_string().as_bytes());
+            let reply = call(version, "POST", &unary, ct, body, &[]).await;
+            assert_eq!(code(&reply), Code::Internal as i32, "{name} flags {flags:#x}: {reply:?}");
+        }
         // Compressed JSON: gzip both ways, per message.
         let accept = [("grpc-encoding", "gzip"), ("grpc-accept-encoding", "gzip")];
         let body = http::frame(1, &gzip(json!({"responseSize": 2000}).to_string().as_bytes()));
@@ -195,14 +244,17 @@ async fn the_json_codec_on_grpc_and_grpc_web() {
     // gRPC-Web text with the JSON codec: base64 framing around JSON messages.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let body = b64.encode(json_frame(&json!({"responseSize": 3}))).into_bytes();
+    let padded = b64.encode(json_frame(&json!({"responseSize": 3})));
     let ct = "application/grpc-web-text+json";
-    let reply = call(Http::H1, "POST", &unary, ct, body, &[("accept", ct)]).await;
-    assert_eq!(reply.header("content-type"), Some(ct));
-    let raw = http::decode_web_text(&reply.body);
-    let reply = Reply { body: raw.into(), ..reply };
-    assert_eq!(code(&reply), 0, "{reply:?}");
-    assert_eq!(json_messages(&reply), [json!({"payload": {"body": "AAAA"}})]);
+    // Padded, and unpadded (which the gRPC-Web protocol allows as well).
+    for body in [padded.clone(), padded.trim_end_matches('=').to_string()] {
+        let reply = call(Http::H1, "POST", &unary, ct, body.into_bytes(), &[("accept", ct)]).await;
+        assert_eq!(reply.header("content-type"), Some(ct));
+        let raw = http::decode_web_text(&reply.body);
+        let reply = Reply { body: raw.into(), ..reply };
+        assert_eq!(code(&reply), 0, "{reply:?}");
+        assert_eq!(json_messages(&reply), [json!({"payload": {"body": "AAAA"}})]);
+    }
 }
 
 fn sized_request(request_bytes: usize, response_size: usize) -> SimpleRequest {

@@ -308,3 +308,53 @@ async fn streams_past_the_advertised_limit() {
     drop(flood);
     after("streams past the limit", &server, &base, &peak, &outcome).await;
 }
+
+/// Streams the server resets itself (here, requests without `:method`, which HTTP/2 calls
+/// malformed) count against `--http2-max-error-resets` for the connection's whole life: sent one
+/// at a time, the limit's worth are reset (`RST_STREAM PROTOCOL_ERROR`) and the next one gets
+/// GOAWAY `ENHANCE_YOUR_CALM`; under a higher limit the same 40 are all reset and the connection
+/// still serves a call. (The default, 1,024, would let all 40 through in both runs.)
+#[tokio::test]
+async fn locally_reset_streams_past_the_configured_limit() {
+    const SENT: usize = 40;
+    for (limit, goaway) in [(10, true), (100, false)] {
+        let server = Portway::start(&["--http2-max-error-resets", &limit.to_string()]).await;
+        let mut h2 = H2::handshake(server.addr, &[]).await;
+        let block = h2.encode(&[(":scheme", "http"), (":authority", "localhost"), (":path", "/no/method")]);
+        let (mut resets, mut away) = (0, None);
+        while resets < SENT && away.is_none() {
+            let id = h2.next_stream_id();
+            h2.send(HEADERS, END_HEADERS | END_STREAM, id, &block).await;
+            // Its answer: a reset of that stream, or the end of the connection.
+            loop {
+                let Some(f) = h2.next().await else { panic!("the connection ended without GOAWAY") };
+                match f.kind {
+                    RST_STREAM if f.stream == id => {
+                        assert_eq!(f.error_code(), Some(h2raw::PROTOCOL_ERROR), "{}", f.describe());
+                        resets += 1;
+                        break;
+                    }
+                    h2raw::GOAWAY => {
+                        away = f.error_code();
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let outcome = format!("limit {limit}: {resets} malformed requests reset, then GOAWAY {away:?}");
+        println!("{outcome}");
+        if goaway {
+            assert_eq!((resets, away), (limit, Some(h2raw::ENHANCE_YOUR_CALM)), "{outcome}");
+            assert!(h2.closed_within(Duration::from_secs(5)).await.0, "closed after the GOAWAY: {outcome}");
+        } else {
+            assert_eq!((resets, away), (SENT, None), "{outcome}");
+            let id = h2.next_stream_id();
+            h2.headers(id, &H2::post(&format!("{TS}/UnaryCall"), "application/grpc", &[("te", "trailers")]), false)
+                .await;
+            h2.data(id, &h2raw::envelope(0, &[0x10, 0x04]), true).await;
+            let reply = h2.stream(id).await;
+            assert_eq!(reply.last("grpc-status"), Some("0"), "a call on the same connection: {}", reply.describe());
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! (native gRPC trailers, gRPC-Web's trailer frame, Connect's end-of-stream message, a
 //! WebSocket `status` frame and then close 1001), a unary call in flight finishes, the process
 //! exits as soon as it has (long before the grace period), acknowledged writes are there after
-//! a restart, and a second signal exits at once.
+//! a restart, a second signal exits at once, and a call that never finishes holds the process
+//! for the grace period it was given, no longer.
 
 // Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
 #![allow(clippy::unwrap_used)]
@@ -236,4 +237,43 @@ async fn a_second_signal_exits_at_once() {
     portway.wait_for("second signal").await;
     let exit = portway.exit_within(WITHIN).await;
     assert_eq!(exit.code(), Some(130), "{exit:?}");
+}
+
+/// Signals `portway` (started with `--shutdown-grace-ms GRACE`) while a unary call that never
+/// finishes is in flight; how long after the signal the process exited, and its log.
+async fn exit_with_a_call_in_flight(grace: &[&str]) -> (Duration, Logged) {
+    let args: Vec<&str> = ["--storage", "memory"].iter().chain(grace).copied().collect();
+    let mut portway = Logged::start(&args).await;
+    let (h2, _, _) = unary_in_flight(&portway, &put("never", "finished")).await;
+    let signalled = tokio::time::Instant::now();
+    portway.signal(Signal::TERM);
+    let exit = portway.exit_within(WITHIN).await;
+    let took = signalled.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    drop(h2);
+    (took, portway)
+}
+
+/// `--shutdown-grace-ms`: a call that never finishes holds the process for the grace period
+/// and no longer; then the connections are closed and the process exits. A short grace ends
+/// well before the default (10 s) would; a longer one holds the process past the short one's.
+/// The longer one is given as `--shutdown-grace 4s`, beside a `--shutdown-grace-ms` of 500
+/// whose place it takes.
+/// The upper bound leaves seconds for a loaded machine (a timer fires after its deadline,
+/// never before); it is not a claim about speed.
+#[tokio::test]
+async fn the_grace_period_bounds_the_wait_for_calls_in_flight() {
+    let ((short, mut short_log), (long, mut long_log)) = tokio::join!(
+        exit_with_a_call_in_flight(&["--shutdown-grace-ms", "500"]),
+        exit_with_a_call_in_flight(&["--shutdown-grace-ms", "500", "--shutdown-grace", "4s"])
+    );
+    println!("grace 500 ms: exited {short:?} after SIGTERM; grace 4 s: {long:?}");
+    assert!(short >= Duration::from_millis(500), "exited {short:?} after the signal, before its grace");
+    assert!(short < Duration::from_secs(5), "a 500 ms grace held the process {short:?}");
+    assert!(long >= Duration::from_secs(4), "exited {long:?} after the signal, before its 4 s grace");
+    assert!(long < Duration::from_secs(9), "a 4 s grace held the process {long:?}");
+    for log in [&mut short_log, &mut long_log] {
+        log.wait_for("shutdown grace period over").await;
+        log.wait_for("stopped").await;
+    }
 }

@@ -110,8 +110,17 @@ fn settings_that_cannot_work_are_refused_with_a_sentence() {
         (&["--cors-origin", "https://app.example.com/"], "`https://app.example.com/` is not an origin"),
         (&["--cors-origin", "app.example.com"], "`app.example.com` is not an origin"),
         (&["--ws-max-frame-bytes", "1024"], "the WebSocket frame limit (--ws-max-frame-bytes) 1024 is below"),
+        (
+            &["--ws-read-buffer-bytes", "1099511627776"],
+            "the WebSocket read buffer (--ws-read-buffer-bytes) 1099511627776 is over 64 MiB",
+        ),
+        (
+            &["--ws-write-buffer-bytes", "18446744073709551615"],
+            "the WebSocket write buffer (--ws-write-buffer-bytes) 18446744073709551615 is over 64 MiB",
+        ),
         (&["--max-connections", "0"], "invalid value '0' for '--max-connections"),
         (&["--max-json-depth", "200"], "invalid value '200' for '--max-json-depth"),
+        (&["--shutdown-grace", "ten seconds"], "invalid value 'ten seconds' for '--shutdown-grace <DURATION>'"),
     ];
     for (args, expected) in cases {
         let mut all = vec!["--storage", "memory"];

@@ -64,10 +64,28 @@ pub fn request_json() -> String {
     format!(r#"{{"responseSize":{PAYLOAD},"payload":{{"body":"{body}"}}}}"#)
 }
 
+/// The API key of the `PORTWAY_BENCH_OBSERVE=edge` server (`servers::edge_layers`).
+pub const BENCH_KEY: &str = "bench-key-7f3a9c2e";
+/// The `authorization` header that carries it.
+pub const BENCH_AUTHORIZATION: &str = "Bearer bench-key-7f3a9c2e";
+
+/// Whether the server checks API keys (`PORTWAY_BENCH_OBSERVE=edge`; client and server
+/// share the environment), so that every call must carry [`BENCH_KEY`].
+pub fn edge() -> bool {
+    std::env::var("PORTWAY_BENCH_OBSERVE").is_ok_and(|v| v == "edge")
+}
+
+fn with_key(mut headers: Vec<(&'static str, &'static str)>) -> Vec<(&'static str, &'static str)> {
+    if edge() {
+        headers.push(("authorization", BENCH_AUTHORIZATION));
+    }
+    headers
+}
+
 pub fn grpc() -> HttpCall {
     HttpCall {
         path: UNARY_PATH,
-        headers: vec![("content-type", "application/grpc"), ("te", "trailers")],
+        headers: with_key(vec![("content-type", "application/grpc"), ("te", "trailers")]),
         body: framed(&request_message().encode_to_vec()),
         expect: Expect::Grpc,
     }
@@ -76,11 +94,11 @@ pub fn grpc() -> HttpCall {
 pub fn grpc_web() -> HttpCall {
     HttpCall {
         path: UNARY_PATH,
-        headers: vec![
+        headers: with_key(vec![
             ("content-type", "application/grpc-web+proto"),
             ("accept", "application/grpc-web+proto"),
             ("x-grpc-web", "1"),
-        ],
+        ]),
         body: framed(&request_message().encode_to_vec()),
         expect: Expect::GrpcWeb,
     }
@@ -89,7 +107,7 @@ pub fn grpc_web() -> HttpCall {
 pub fn connect_json() -> HttpCall {
     HttpCall {
         path: UNARY_PATH,
-        headers: vec![("content-type", "application/json"), ("connect-protocol-version", "1")],
+        headers: with_key(vec![("content-type", "application/json"), ("connect-protocol-version", "1")]),
         body: Bytes::from(request_json()),
         expect: Expect::ConnectJson,
     }
@@ -98,7 +116,7 @@ pub fn connect_json() -> HttpCall {
 pub fn connect_proto() -> HttpCall {
     HttpCall {
         path: UNARY_PATH,
-        headers: vec![("content-type", "application/proto"), ("connect-protocol-version", "1")],
+        headers: with_key(vec![("content-type", "application/proto"), ("connect-protocol-version", "1")]),
         body: Bytes::from(request_message().encode_to_vec()),
         expect: Expect::ConnectProto,
     }

@@ -110,17 +110,40 @@ async fn portway(listener: TcpListener) -> anyhow::Result<()> {
     config.http.max_connections = 1_000_000;
     config.websocket.max_sockets = 1_000_000;
     let builder = portway::Gateway::builder(routes().await?).config(config);
-    // `PORTWAY_BENCH_OBSERVE=1`: with the binary's call metrics layer (docs/benchmarks.md,
-    // "Call metrics"), to measure what it costs against the same build without it.
-    let gateway = if std::env::var_os("PORTWAY_BENCH_OBSERVE").is_some() {
-        let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
-        let observe = portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
-        builder.metrics(metrics).layer(observe).build()
-    } else {
-        builder.build()
+    // `PORTWAY_BENCH_OBSERVE`: with the binary's call metrics layer (docs/benchmarks.md,
+    // "Call metrics"), to measure what it costs against the same build without it: `shared`
+    // (or `1`) as the binary adds it (`shared_layer`, no buffer), `buffered` through
+    // `layer` (the buffer's hop included), `edge` with API keys and rate limits as well.
+    let observe = std::env::var("PORTWAY_BENCH_OBSERVE").ok();
+    let metrics = std::sync::Arc::new(portway::metrics::Metrics::default());
+    let layer = || portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
+    let gateway = match observe.as_deref() {
+        None => builder.build(),
+        Some("buffered") => builder.metrics(metrics.clone()).layer(layer()).build(),
+        Some("edge") => {
+            let (auth, rate) = edge_layers()?;
+            builder.metrics(metrics.clone()).shared_layer(layer()).shared_layer(auth).shared_layer(rate).build()
+        }
+        Some(_) => builder.metrics(metrics.clone()).shared_layer(layer()).build(),
     };
     portway::serve(listener, gateway, std::future::pending()).await?;
     Ok(())
+}
+
+/// API keys (one key, [`crate::calls::BENCH_KEY`], allowed every method) and rate limits
+/// per address and per key that the benchmark never reaches, so that every call pays for
+/// every check and none is refused.
+fn edge_layers() -> anyhow::Result<(portway::auth::AuthLayer, portway::rate::RateLayer)> {
+    use portway::rate::{Rate, RateOptions};
+    let file = format!("[[key]]\nid = \"bench\"\nkey = \"{}\"\nmethods = [\"*\"]\n", crate::calls::BENCH_KEY);
+    let keys = portway::auth::KeySet::parse(&file)?;
+    let auth = portway::auth::AuthLayer::new(keys, portway::auth::AuthOptions::default());
+    let high = std::num::NonZeroU32::new(1_000_000).context("a rate")?;
+    let mut options = RateOptions::default();
+    options.per_address = Some(Rate { per_second: high, burst: high });
+    options.per_key = Some(Rate { per_second: high, burst: high });
+    options.max_concurrent_per_key = Some(100_000);
+    Ok((auth, portway::rate::RateLayer::new(options)))
 }
 
 /// portway in proxy mode with nothing of its own: every service (the upstream serves the

@@ -76,7 +76,11 @@ async fn one_stream(
 ) -> anyhow::Result<(u64, Vec<u64>)> {
     let (tx, rx) = mpsc::channel::<pb::StreamingOutputCallRequest>(1);
     let requests = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut responses = client.full_duplex_call(requests).await?.into_inner();
+    let mut request = tonic::Request::new(requests);
+    if crate::calls::edge() {
+        request.metadata_mut().insert("authorization", crate::calls::BENCH_AUTHORIZATION.parse()?);
+    }
+    let mut responses = client.full_duplex_call(request).await?.into_inner();
     let msg = message();
     let mut count = 0u64;
     let mut latencies = Vec::new();

@@ -49,6 +49,10 @@ pub async fn connect(addr: SocketAddr, portway: bool, source: usize) -> anyhow::
     let mut req = format!("ws://{addr}{path}").into_client_request()?;
     if portway {
         req.headers_mut().insert("sec-websocket-protocol", http::HeaderValue::from_static("portway.v1.json"));
+        if crate::calls::edge() {
+            req.headers_mut()
+                .insert("authorization", http::HeaderValue::from_static(crate::calls::BENCH_AUTHORIZATION));
+        }
     }
     let buffers = crate::servers::ws_buffers();
     let config = WebSocketConfig::default().read_buffer_size(buffers.0).write_buffer_size(buffers.1);

@@ -38,9 +38,22 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     match ct.as_deref() {
-        Some(ct) if ct.starts_with("application/grpc-web") => assert_eq!(got, Protocol::GrpcWeb),
-        Some(ct) if ct == "application/grpc" || ct.starts_with("application/grpc+") => assert_eq!(got, Protocol::Grpc),
-        _ => assert!(!matches!(got, Protocol::Grpc | Protocol::GrpcWeb), "{got:?} without a gRPC content type"),
+        // `+json` is the same protocol with the JSON codec.
+        Some(ct) if ct.starts_with("application/grpc-web") => {
+            assert_eq!(got, if ct.ends_with("+json") { Protocol::GrpcWebJson } else { Protocol::GrpcWeb });
+        }
+        Some(ct) if ct == "application/grpc" || ct.starts_with("application/grpc+") => {
+            assert_eq!(got, if ct == "application/grpc+json" { Protocol::GrpcJson } else { Protocol::Grpc });
+        }
+        _ => assert!(
+            !matches!(got, Protocol::Grpc | Protocol::GrpcWeb | Protocol::GrpcJson | Protocol::GrpcWebJson),
+            "{got:?} without a gRPC content type"
+        ),
+    }
+    if got == Protocol::MethodNotAllowed {
+        use http::Method;
+        let method = req.method();
+        assert!(![Method::POST, Method::GET, Method::HEAD, Method::OPTIONS, Method::CONNECT].contains(method));
     }
     if req.method() != http::Method::POST {
         assert!(!matches!(

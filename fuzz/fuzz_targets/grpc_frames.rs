@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portway::transcode::framing::{Decoder, FrameError, HEADER_LEN};
+use portway::transcode::framing::{Decoder, FrameError, GRPC_RESERVED_FLAGS, HEADER_LEN};
 
 // Input: the limit (2 bytes, big-endian), then the cuts and the body (`portway_fuzz::Input`).
 fuzz_target!(|input: &[u8]| {
@@ -17,6 +17,9 @@ fuzz_target!(|input: &[u8]| {
     // The oracle: walk the envelopes of the whole byte stream.
     let mut at = 0;
     let mut oversized_at = None;
+    // The first envelope whose flags have bits gRPC reserves: the limit refuses it (the
+    // decoder, which leaves flags to its callers, does not), before it looks at its length.
+    let mut reserved_at = None;
     let mut whole = Vec::new();
     // Bytes of a header the stream ends inside (a response holds them back, then drops them).
     let mut header_tail = 0;
@@ -26,6 +29,9 @@ fuzz_target!(|input: &[u8]| {
             break;
         }
         let len = u32::from_be_bytes([data[at + 1], data[at + 2], data[at + 3], data[at + 4]]) as usize;
+        if data[at] & GRPC_RESERVED_FLAGS != 0 && reserved_at.is_none() {
+            reserved_at = Some(at);
+        }
         if len > max {
             oversized_at = Some(at);
             break;
@@ -65,18 +71,23 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(decoder.finish().is_ok(), at == data.len());
     }
 
+    // Where the limit refuses, and with which status.
+    let refused_at = reserved_at.or(oversized_at);
+    let (code, grpc_status) =
+        if reserved_at.is_some() { (tonic::Code::Internal, "13") } else { (tonic::Code::ResourceExhausted, "8") };
+
     // The message limit on a request body.
     let rt = portway_fuzz::runtime();
     let (relayed, error) = rt.block_on(portway::__fuzz::limit_request(max, chunks.clone()));
-    match oversized_at {
-        // A request body streams on while a header is incomplete: the part of the oversized
+    match refused_at {
+        // A request body streams on while a header is incomplete: the part of the refused
         // message's header that arrived before its length did may be relayed, then the body
         // fails (the service never sees a whole message from it).
         Some(at) => {
             assert!(data.starts_with(&relayed), "relayed bytes the client did not send");
-            assert!(relayed.len() >= at, "the messages before the oversized one were not all relayed");
-            assert!(relayed.len() < at + HEADER_LEN, "bytes past the oversized message's header were relayed");
-            assert_eq!(error.map(|s| s.code()), Some(tonic::Code::ResourceExhausted));
+            assert!(relayed.len() >= at, "the messages before the refused one were not all relayed");
+            assert!(relayed.len() < at + HEADER_LEN, "bytes past the refused message's header were relayed");
+            assert_eq!(error.map(|s| s.code()), Some(code));
         }
         None => {
             assert_eq!(relayed, data);
@@ -87,10 +98,10 @@ fuzz_target!(|input: &[u8]| {
     // And on a response body: a prefix is relayed, then the trailers say why it stopped.
     let (relayed, trailers) = rt.block_on(portway::__fuzz::limit_response(max, chunks));
     let status = trailers.as_ref().and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok().map(str::to_owned));
-    match oversized_at {
+    match refused_at {
         Some(at) => {
             assert_eq!(relayed, &data[..at]);
-            assert_eq!(status.as_deref(), Some("8"));
+            assert_eq!(status.as_deref(), Some(grpc_status));
         }
         None => {
             assert_eq!(relayed, &data[..data.len() - header_tail]);

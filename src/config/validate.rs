@@ -3,6 +3,9 @@
 
 use super::{AllowedOrigins, Config};
 
+/// The largest WebSocket read or write buffer accepted (each socket has one of each).
+pub const MAX_WS_BUFFER_BYTES: usize = 64 << 20;
+
 /// Why a [`Config`] cannot work. The message is meant for the person who wrote the setting.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -11,7 +14,8 @@ pub struct InvalidConfig(String);
 impl Config {
     /// Checks the settings that no run could work with: a zero message or connection limit,
     /// a WebSocket path that is not a path, a web root that is not a directory, an allowed
-    /// origin that is not an origin, a WebSocket frame limit below its message limit.
+    /// origin that is not an origin, a WebSocket frame limit below its message limit, a
+    /// WebSocket buffer over [`MAX_WS_BUFFER_BYTES`].
     /// `Gateway::builder(..).build()` does not call this; the `portway` binary does, before
     /// it binds, so that a bad value is refused at start instead of failing each request.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
@@ -92,6 +96,19 @@ impl Config {
                  (the WebSocket JSON text limit plus 64 KiB)"
             )));
         }
+        for (flag, what, bytes) in [
+            ("--ws-read-buffer-bytes", "read buffer", ws.read_buffer_bytes),
+            ("--ws-write-buffer-bytes", "write buffer", ws.write_buffer_bytes),
+        ] {
+            // tungstenite allocates the read buffer for every socket (too large a one aborts
+            // the process at the first WebSocket) and panics on a write buffer of `usize::MAX`.
+            if bytes > MAX_WS_BUFFER_BYTES {
+                return Err(InvalidConfig(format!(
+                    "the WebSocket {what} ({flag}) {bytes} is over 64 MiB ({MAX_WS_BUFFER_BYTES}); every socket \
+                     has one, so give at most that (the default is 8192)"
+                )));
+            }
+        }
         if ws.max_calls_per_socket == 0 {
             return Err(InvalidConfig(
                 "the WebSocket call limit (--ws-max-calls) is 0, so no call could be opened; give at least 1".into(),
@@ -169,6 +186,19 @@ mod tests {
         let mut c = Config::default();
         c.websocket.max_frame_bytes = Some(1024);
         assert!(refused(&c).contains("--ws-max-frame-bytes) 1024 is below"));
+
+        let mut c = Config::default();
+        c.websocket.read_buffer_bytes = 1 << 40;
+        assert!(refused(&c).contains("read buffer (--ws-read-buffer-bytes) 1099511627776 is over 64 MiB"));
+
+        let mut c = Config::default();
+        c.websocket.write_buffer_bytes = usize::MAX;
+        assert!(refused(&c).contains("write buffer (--ws-write-buffer-bytes)"));
+
+        let mut c = Config::default();
+        c.websocket.read_buffer_bytes = MAX_WS_BUFFER_BYTES;
+        c.websocket.write_buffer_bytes = 0;
+        assert!(c.validate().is_ok(), "64 MiB and 0 are within the bounds");
 
         let mut c = Config::default();
         c.web_root = Some("/nonexistent/portway-web".into());

@@ -1,7 +1,7 @@
 //! Assembling the one service stack every protocol ends in:
 //!
 //! ```text
-//! Drain ─► Deadline ─► MessageLimit ─► Recover ─► [Buffer ─►] CatchPanic ─► [your layers ─► HideProtocol ─►] your service
+//! Drain ─► Deadline ─► MessageLimit ─► Recover ─► [CatchPanic ─► shared layers ─►] [Buffer ─►] CatchPanic ─► [your layers ─►] HideProtocol ─► your service
 //! ```
 //!
 //! - `Drain` ([`crate::middleware::shutdown`]) ends streams in progress with `UNAVAILABLE` when
@@ -21,6 +21,9 @@
 //!   buffered: the default path pays nothing for a feature it does not use. The buffer costs
 //!   a channel hop per call, and it is what makes a rate limit *one* limit for the whole
 //!   gateway rather than one per connection or per clone.
+//! - Layers added with [`crate::GatewayBuilder::shared_layer`] are `Clone` and share their
+//!   state between clones, so they go on the stack as it is, outside the buffer if there is
+//!   one, with a `CatchPanic` of their own; a stack with only shared layers has no buffer.
 //! - [`HideProtocol`] takes the gateway's protocol marker out of the request, so layers see
 //!   it and the service does not. Without layers nobody could read the marker, so the gateway
 //!   sets none (an extension costs two allocations per call) and there is nothing to hide.
@@ -43,7 +46,7 @@ use tower::{BoxError, Layer, Service, ServiceExt as _};
 use crate::config::Config;
 use crate::middleware::deadline::DeadlineLayer;
 use crate::middleware::limit::MessageLimitLayer;
-use crate::middleware::panic::CatchPanic;
+use crate::middleware::panic::{CatchPanic, CatchPanicFuture, PanicGuard};
 use crate::middleware::shutdown::{DrainLayer, Shutdown};
 use crate::protocol::Protocol;
 use crate::transcode::{GrpcStack, SharedMethods};
@@ -56,16 +59,39 @@ pub trait StackLayers<S>: sealed::Sealed {
     #[doc(hidden)]
     const LAYERED: bool;
 
-    /// The stack below the gateway's own layers.
+    /// What the layers make of the service: `Clone`, so that the shared layers (and the
+    /// gateway's own) can go on it.
     #[doc(hidden)]
-    fn assemble(
-        self,
-        service: S,
-        buffer: usize,
-        config: &Config,
-        methods: &SharedMethods,
-        shutdown: &Shutdown,
-    ) -> GrpcStack;
+    type Service: Service<Request<Body>, Response = Response<Self::Body>, Error = Self::Error, Future = Self::Future>
+        + Clone
+        + Send
+        + Sync
+        + 'static;
+    #[doc(hidden)]
+    type Body: http_body::Body<Data = Bytes, Error = Self::BodyError> + Send + 'static;
+    #[doc(hidden)]
+    type BodyError: Into<BoxError>;
+    #[doc(hidden)]
+    type Error: Into<BoxError>;
+    #[doc(hidden)]
+    type Future: Future<Output = Result<Response<Self::Body>, Self::Error>> + Send + 'static;
+
+    /// The service with the layers on (and the protocol marker hidden from it).
+    #[doc(hidden)]
+    fn assemble(self, service: S, buffer: usize) -> Self::Service;
+}
+
+/// How the layers given to [`crate::GatewayBuilder::shared_layer`] are put on what
+/// [`StackLayers`] made, with the gateway's own layers on top: implemented for [`Identity`]
+/// and [`Stack`]. Not meant to be implemented elsewhere.
+pub trait SharedLayers<T>: sealed::Sealed {
+    /// Whether there are layers, which the gateway then marks requests for.
+    #[doc(hidden)]
+    const LAYERED: bool;
+
+    /// The whole stack.
+    #[doc(hidden)]
+    fn finish(self, inner: T, config: &Config, methods: &SharedMethods, shutdown: &Shutdown) -> GrpcStack;
 }
 
 mod sealed {
@@ -83,19 +109,20 @@ where
     B::Error: Into<BoxError>,
 {
     const LAYERED: bool = false;
+    type Service = CatchPanic<HideProtocol<S>>;
+    type Body = PanicGuard<B>;
+    type BodyError = B::Error;
+    type Error = S::Error;
+    type Future = CatchPanicFuture<S::Future>;
 
-    fn assemble(
-        self,
-        service: S,
-        _buffer: usize,
-        config: &Config,
-        methods: &SharedMethods,
-        shutdown: &Shutdown,
-    ) -> GrpcStack {
-        // No layer can read the protocol marker, so the gateway sets none: nothing to hide.
-        finish(Recover::new(CatchPanic::new(service)), config, methods, shutdown)
+    fn assemble(self, service: S, _buffer: usize) -> Self::Service {
+        // Without any layers the gateway sets no marker, and hiding it costs one branch.
+        CatchPanic::new(HideProtocol(service))
     }
 }
+
+/// The response future of a layered stack's buffer.
+type BufferFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
 impl<S, I, O, B> StackLayers<S> for Stack<I, O>
 where
@@ -107,22 +134,51 @@ where
     B::Error: Into<BoxError>,
 {
     const LAYERED: bool = true;
+    type Service = Buffer<Request<Body>, BufferFuture>;
+    type Body = Body;
+    type BodyError = tonic::Status;
+    type Error = BoxError;
+    type Future = <Self::Service as Service<Request<Body>>>::Future;
 
-    fn assemble(
-        self,
-        service: S,
-        buffer: usize,
-        config: &Config,
-        methods: &SharedMethods,
-        shutdown: &Shutdown,
-    ) -> GrpcStack {
+    fn assemble(self, service: S, buffer: usize) -> Self::Service {
         let layered = CatchPanic::new(self.layer(HideProtocol(service)))
             .map_response(|resp| resp.map(Body::new))
             .map_err(Into::into);
         // One buffer for the whole stack: its worker task owns the layered service (so it
         // need not be `Clone`), and every clone of the stack shares it.
-        let buffered = Buffer::new(BoxService::new(layered), buffer.max(1));
-        finish(Recover::new(buffered), config, methods, shutdown)
+        Buffer::new(BoxService::new(layered), buffer.max(1))
+    }
+}
+
+impl<T, B> SharedLayers<T> for Identity
+where
+    T: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    T::Error: Into<BoxError>,
+    T::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    const LAYERED: bool = false;
+
+    fn finish(self, inner: T, config: &Config, methods: &SharedMethods, shutdown: &Shutdown) -> GrpcStack {
+        finish(Recover::new(inner), config, methods, shutdown)
+    }
+}
+
+impl<T, I, O, B> SharedLayers<T> for Stack<I, O>
+where
+    Stack<I, O>: Layer<T>,
+    <Stack<I, O> as Layer<T>>::Service: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    <<Stack<I, O> as Layer<T>>::Service as Service<Request<Body>>>::Error: Into<BoxError>,
+    <<Stack<I, O> as Layer<T>>::Service as Service<Request<Body>>>::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    const LAYERED: bool = true;
+
+    fn finish(self, inner: T, config: &Config, methods: &SharedMethods, shutdown: &Shutdown) -> GrpcStack {
+        // A guard of their own: the one below covers only what is under these layers.
+        finish(Recover::new(CatchPanic::new(self.layer(inner))), config, methods, shutdown)
     }
 }
 

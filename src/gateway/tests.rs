@@ -59,3 +59,57 @@ async fn every_protocol_reaches_its_adapter() {
     let paths: Vec<String> = stub.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(paths, ["/grpc.health.v1.Health/Check"]);
 }
+
+/// A shared layer sees the protocol marker (the service still does not), runs outside the
+/// buffered layers, and a stack with only shared layers has no buffer: it builds outside a
+/// Tokio runtime, where a buffer's worker task could not be spawned.
+#[test]
+fn shared_layers_see_the_protocol_and_skip_the_buffer() {
+    let stub = Stub::default();
+    type Seen = Vec<(&'static str, Option<Protocol>)>;
+    let saw: Arc<Mutex<Seen>> = Arc::default();
+    let record = |name: &'static str| {
+        let saw = saw.clone();
+        tower::util::MapRequestLayer::new(move |req: Request<tonic::body::Body>| {
+            saw.lock().unwrap().push((name, req.extensions().get::<Protocol>().copied()));
+            req
+        })
+    };
+    // Built here, with no runtime.
+    let gateway = Gateway::builder(stub.clone()).shared_layer(record("outer")).shared_layer(record("inner")).build();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let resp = gateway.oneshot(json_post("/grpc.testing.TestService/UnaryCall")).await.unwrap();
+        assert_eq!(resp.status(), http::StatusCode::OK);
+    });
+    let connect = Some(Protocol::ConnectUnary(crate::protocol::Encoding::Json));
+    assert_eq!(*saw.lock().unwrap(), [("outer", connect), ("inner", connect)]);
+    assert!(stub.seen().iter().all(|s| s.protocol.is_none()), "{:?}", stub.seen());
+
+    // With buffered layers as well, the shared ones come first, whatever the order of adding.
+    saw.lock().unwrap().clear();
+    runtime.block_on(async {
+        let gateway = Gateway::builder(stub.clone()).layer(record("buffered")).shared_layer(record("shared")).build();
+        let resp = gateway.oneshot(json_post("/grpc.testing.TestService/UnaryCall")).await.unwrap();
+        assert_eq!(resp.status(), http::StatusCode::OK);
+    });
+    assert_eq!(*saw.lock().unwrap(), [("shared", connect), ("buffered", connect)]);
+}
+
+/// A panic in a shared layer is `INTERNAL` for that call, and the next call is served.
+#[tokio::test]
+async fn a_panic_in_a_shared_layer_is_internal() {
+    let stub = Stub::default();
+    let gateway = Gateway::builder(stub.clone())
+        .shared_layer(tower::util::MapRequestLayer::new(|req: Request<tonic::body::Body>| {
+            assert!(req.headers().get("x-panic").is_none(), "asked to panic");
+            req
+        }))
+        .build();
+    let mut bad = json_post("/grpc.testing.TestService/UnaryCall");
+    bad.headers_mut().insert("x-panic", http::HeaderValue::from_static("1"));
+    let resp = gateway.clone().oneshot(bad).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::INTERNAL_SERVER_ERROR, "Connect's form of INTERNAL");
+    let resp = gateway.oneshot(json_post("/grpc.testing.TestService/UnaryCall")).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+}

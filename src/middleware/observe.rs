@@ -1,7 +1,7 @@
 //! [`ObserveLayer`]: call metrics and audit records, measured once on the service stack, so
 //! that every protocol is counted the same way.
 //!
-//! Add it with [`crate::GatewayBuilder::layer`]: there it sees the gateway's protocol marker
+//! Add it with [`crate::GatewayBuilder::shared_layer`] (or `layer`): there it sees the gateway's protocol marker
 //! ([`Protocol`]) and every call of every protocol, native gRPC, gRPC-Web, Connect and each
 //! WebSocket call alike. Each call shares one `CallState` between its response future, its
 //! request body and its response body; the state records the call when the last of them is

@@ -62,7 +62,7 @@ pub struct RateOptions {
     pub max_concurrent_per_key: Option<u32>,
 }
 
-/// Adds [`RateLimit`] to the stack: pass it to [`crate::GatewayBuilder::layer`], after the
+/// Adds [`RateLimit`] to the stack: pass it to [`crate::GatewayBuilder::shared_layer`] (or `layer`), after the
 /// auth layer.
 #[derive(Clone)]
 pub struct RateLayer {
@@ -100,7 +100,9 @@ impl<S> tower::Layer<S> for RateLayer {
     }
 }
 
-/// See the [module docs](self).
+/// See the [module docs](self). Its clones share one state: add it with
+/// [`crate::GatewayBuilder::shared_layer`].
+#[derive(Clone)]
 pub struct RateLimit<S> {
     inner: S,
     shared: Arc<Shared>,

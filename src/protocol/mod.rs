@@ -51,6 +51,10 @@ pub enum Protocol {
     ConnectGet,
     /// A `POST` to an RPC path with a content type no adapter speaks: 415.
     UnsupportedMediaType,
+    /// A request to an RPC path with an HTTP method no RPC protocol uses there (anything but
+    /// `POST`, `GET`, `HEAD`, `OPTIONS` and `CONNECT`), and no gRPC content type (gRPC answers
+    /// those itself): 405, with the methods the path takes in `allow`.
+    MethodNotAllowed,
     /// Everything else: static files, `/healthz`, `/metrics`.
     Web,
 }
@@ -63,7 +67,7 @@ impl Protocol {
             Self::GrpcWeb | Self::GrpcWebJson => ProtocolLabel::GrpcWeb,
             Self::WebSocket => ProtocolLabel::WebSocket,
             Self::ConnectUnary(_) | Self::ConnectStream(_) | Self::ConnectGet => ProtocolLabel::Connect,
-            Self::UnsupportedMediaType => ProtocolLabel::Unsupported,
+            Self::UnsupportedMediaType | Self::MethodNotAllowed => ProtocolLabel::Unsupported,
             Self::Web => ProtocolLabel::Web,
         }
     }
@@ -112,6 +116,13 @@ pub(crate) fn classify<B>(req: &Request<B>) -> Protocol {
         }
         if is_post {
             return Protocol::UnsupportedMediaType;
+        }
+        // The path has the RPC form, which no static file, `/healthz` or `/metrics` has (a
+        // method name has no dot): a `PUT` or a `DELETE` there is a client that got the RPC
+        // protocol wrong, not a missing file. `GET` and `HEAD` stay with the web service
+        // (a `GET` without Connect's query is no RPC), `OPTIONS` with CORS.
+        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::CONNECT) {
+            return Protocol::MethodNotAllowed;
         }
     }
     Protocol::Web
@@ -210,8 +221,18 @@ mod tests {
             ("GET", "/healthz", None, Web),
             ("POST", "/assets/app.js", Some("text/plain"), Web),
             ("POST", "/upload", Some("application/json"), ConnectUnary(Json)),
-            ("PUT", rpc, Some("application/json"), Web),
+            ("PUT", rpc, Some("application/json"), MethodNotAllowed),
+            ("PATCH", rpc, Some("application/proto"), MethodNotAllowed),
+            ("DELETE", rpc, Some("application/connect+json"), MethodNotAllowed),
+            ("TRACE", rpc, None, MethodNotAllowed),
+            ("BREW", rpc, Some("application/json"), MethodNotAllowed),
+            ("PUT", "/no.Such/Method", None, MethodNotAllowed),
+            ("HEAD", rpc, None, Web),
             ("OPTIONS", rpc, None, Web),
+            ("PUT", "/healthz", None, Web),
+            ("DELETE", "/", None, Web),
+            ("PUT", "/assets/app.js", Some("application/json"), Web),
+            ("DELETE", "/metrics", None, Web),
         ];
         for (method, path, ct, want) in cases {
             assert_eq!(classify(&req(method, path, *ct)), *want, "{method} {path} {ct:?}");

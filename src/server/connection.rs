@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -46,6 +47,8 @@ pub(crate) struct Context {
     idle_timeout: Duration,
     write_timeout: Duration,
     shutdown_grace: Duration,
+    /// Connections dropped at the end of the shutdown grace with a call still open.
+    cut_at_shutdown: AtomicUsize,
 }
 
 impl Context {
@@ -79,7 +82,15 @@ impl Context {
             idle_timeout: http.idle_timeout,
             write_timeout: http.write_timeout,
             shutdown_grace: http.shutdown_grace,
+            cut_at_shutdown: AtomicUsize::new(0),
         }
+    }
+
+    /// How many connections the shutdown grace period ended (their calls cut off). Each
+    /// connection's own timer may end it in the same instant as the server's, so the server
+    /// asks this as well as its own timer.
+    pub(crate) fn cut_at_shutdown(&self) -> usize {
+        self.cut_at_shutdown.load(Ordering::Relaxed)
     }
 }
 
@@ -321,9 +332,14 @@ async fn drive<C: Graceful>(
             changed = shutdown.changed() => if changed.is_err() { break cx.shutdown_grace },
         }
     };
+    let at_shutdown = *shutdown.borrow();
     conn.close_gracefully();
-    if let Ok(ended) = tokio::time::timeout(grace, &mut conn).await {
-        log_end(ended, metrics);
+    match tokio::time::timeout(grace, &mut conn).await {
+        Ok(ended) => log_end(ended, metrics),
+        Err(_) if at_shutdown => {
+            cx.cut_at_shutdown.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {}
     }
 }
 

@@ -161,8 +161,11 @@ impl Server {
             tasks.all_done().await;
             admission.all_closed().await;
         };
-        if tokio::time::timeout(http.shutdown_grace, closed).await.is_err() {
+        let timed_out = tokio::time::timeout(http.shutdown_grace, closed).await.is_err();
+        if timed_out || cx.cut_at_shutdown() > 0 {
             tracing::warn!("shutdown grace period over; closing open connections");
+        }
+        if timed_out {
             admission.abort_upgraded();
         }
         Ok(())

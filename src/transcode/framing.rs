@@ -10,8 +10,28 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const FLAG_COMPRESSED: u8 = 0x01;
 /// Connect streaming flag bit: this is the end-of-stream message.
 pub const FLAG_END_STREAM: u8 = 0x02;
+/// gRPC-Web flag bit: this is the trailer frame, which ends a response.
+pub const FLAG_TRAILERS: u8 = 0x80;
 /// The envelope header length.
 pub const HEADER_LEN: usize = 5;
+
+/// The bits of a gRPC message's flags byte that gRPC reserves: all but [`FLAG_COMPRESSED`]
+/// (PROTOCOL-HTTP2 defines the byte as 0 or 1). A message with any of them set is malformed.
+pub const GRPC_RESERVED_FLAGS: u8 = !FLAG_COMPRESSED;
+
+/// The status for a gRPC `what` ("request" or "response") message whose `flags` have
+/// reserved bits set: `INTERNAL`, the status gRPC gives every malformed frame.
+pub fn reserved_flags_status(what: &str, flags: u8) -> tonic::Status {
+    let trailers = if flags & FLAG_TRAILERS != 0 && what == "request" {
+        "; 0x80 marks the trailer frame of a gRPC-Web response, which a request never carries"
+    } else {
+        ""
+    };
+    tonic::Status::internal(format!(
+        "a {what} message has the flags {flags:#04x}, but gRPC defines only 0x01 (compressed) and reserves the other \
+         bits{trailers}"
+    ))
+}
 
 /// Frames `payload` with `flags`.
 pub fn encode(flags: u8, payload: &[u8]) -> Bytes {

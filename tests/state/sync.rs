@@ -1,5 +1,6 @@
 //! Sync sessions: acknowledgements in order, resends after a dropped connection never
-//! apply a write twice, watches inside a session; over gRPC and Connect.
+//! apply a write twice, watches inside a session; over gRPC and Connect; how many sessions are
+//! remembered, and for how long.
 
 use std::time::Duration;
 
@@ -202,4 +203,73 @@ async fn sync_over_connect_json_is_idempotent() {
     assert_eq!(again[1]["ack"]["duplicate"], json!(true));
     assert_eq!(again[2]["ack"]["revision"], json!("2"));
     assert_eq!(store.revision(), 2);
+}
+
+/// Opens session `id` on a new connection and sends write 1 (a put of `key`); what `opened`
+/// said and the write's ack.
+async fn write_one(url: &str, id: &str, key: &str) -> (api::SyncOpened, api::SyncAck) {
+    let (mut s, opened) = Session::open(url, id).await;
+    s.tx.send(write(1, put(key, id))).await.expect("send");
+    (opened, s.ack().await)
+}
+
+/// `max_sessions`: with room for two, a third session's first write forgets the least
+/// recently active one, whose resend then applies again (a new revision, the key's second
+/// version), while the other's resend is still a duplicate.
+#[tokio::test]
+async fn past_max_sessions_the_least_recently_active_is_forgotten() {
+    let mut options = StateOptions::memory();
+    options.max_sessions = 2;
+    let (server, store) = common::start_state(options, Config::default()).await;
+    let url = server.url();
+    let mut revisions = Vec::new();
+    for id in ["oldest", "middle", "newest"] {
+        let (opened, ack) = write_one(&url, id, &format!("m/{id}")).await;
+        assert_eq!((opened.last_sequence, ack.duplicate), (0, false), "{id}: {opened:?} {ack:?}");
+        revisions.push(ack.revision);
+        // Sessions are ordered by the millisecond of their last write: keep them apart.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // "middle" is remembered: its resend is acknowledged as before and applies nothing.
+    let (opened, ack) = write_one(&url, "middle", "m/middle").await;
+    assert_eq!(opened.last_sequence, 1, "{opened:?}");
+    assert!(ack.duplicate && ack.revision == revisions[1], "{ack:?}");
+    // "oldest" was forgotten when "newest" wrote: its resend is a new write.
+    let (opened, ack) = write_one(&url, "oldest", "m/oldest").await;
+    assert_eq!(opened.last_sequence, 0, "the least recently active session is still remembered: {opened:?}");
+    assert!(!ack.duplicate && ack.revision > revisions[2], "{ack:?}");
+    let (entry, _) = store.get("m/oldest", 0).expect("get");
+    assert_eq!(entry.expect("written").version, 2, "applied again");
+}
+
+/// `session_ttl`: a session idle for longer is forgotten (by the next housekeeping pass,
+/// within a second), not before; its resend then applies again.
+#[tokio::test]
+async fn an_idle_session_is_forgotten_after_its_ttl() {
+    let ttl = Duration::from_secs(2);
+    let mut options = StateOptions::memory();
+    options.session_ttl = ttl;
+    let (server, store) = common::start_state(options, Config::default()).await;
+    let url = server.url();
+    // Taken before the write, so that the session's last activity is no earlier.
+    let written = tokio::time::Instant::now();
+    let (_, ack) = write_one(&url, "idle", "t/idle").await;
+    assert!(!ack.duplicate, "{ack:?}");
+    // Reopening (below) reads the session without touching it.
+    let forgotten = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let (_, opened) = Session::open(&url, "idle").await;
+            if opened.last_sequence == 0 {
+                return written.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the idle session was never forgotten");
+    assert!(forgotten >= ttl, "forgotten {forgotten:?} after its last write, before its TTL ({ttl:?})");
+    let (_, again) = write_one(&url, "idle", "t/idle").await;
+    assert!(!again.duplicate && again.revision > ack.revision, "{again:?}");
+    let (entry, _) = store.get("t/idle", 0).expect("get");
+    assert_eq!(entry.expect("written").version, 2, "applied again");
 }

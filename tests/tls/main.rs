@@ -1,8 +1,8 @@
 //! TLS on the one port, against real clients on real sockets: a tonic TLS client, rustls
 //! clients offering one ALPN protocol each, curl (`--http1.1`, `--http2`), WebSocket over TLS
 //! on HTTP/1.1 and on HTTP/2 (extended CONNECT), mutual TLS accepted and refused, the
-//! handshake timeout, and the real binary reloading its certificate on SIGHUP under traffic
-//! and logging its self-signed fingerprint. (grpcio over TLS: tests/interop/py/grpcio_tls.py.)
+//! handshake timeout, the per-address rate limit over TLS, and the real binary reloading its
+//! certificate on SIGHUP under traffic and logging its self-signed fingerprint. (grpcio over TLS: tests/interop/py/grpcio_tls.py.)
 
 // Tests may unwrap (`clippy::unwrap_used` is denied for the crate in Cargo.toml).
 #![allow(clippy::unwrap_used)]
@@ -13,6 +13,7 @@ mod common;
 mod clients;
 mod mtls;
 mod pki;
+mod rate;
 mod reload;
 mod websocket;
 

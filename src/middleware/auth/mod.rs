@@ -46,8 +46,9 @@ pub use self::sign::{
 };
 use crate::protocol::Protocol;
 
-/// Adds [`Auth`] to the stack: pass it to [`crate::GatewayBuilder::auth`], which also puts the
-/// plain HTTP routes under it (with [`crate::GatewayBuilder::layer`], only the calls are).
+/// Adds [`Auth`] to the stack: pass it to [`crate::GatewayBuilder::auth`], which adds it as
+/// [`crate::GatewayBuilder::shared_layer`] does and also puts the plain HTTP routes under it
+/// (with `shared_layer` or `layer`, only the calls are).
 #[derive(Clone)]
 pub struct AuthLayer {
     policy: Arc<Policy>,
@@ -73,7 +74,9 @@ impl<S> tower::Layer<S> for AuthLayer {
     }
 }
 
-/// See the [module docs](self).
+/// See the [module docs](self). Its clones share one state: add it with
+/// [`crate::GatewayBuilder::shared_layer`].
+#[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
     policy: Arc<Policy>,

@@ -22,6 +22,9 @@
 //!   answered `UNIMPLEMENTED` with the encodings it reads in `grpc-accept-encoding`, as
 //!   gRPC's compression spec says; and the encodings a client accepts are narrowed to those,
 //!   so that a service never compresses a response the gateway cannot measure;
+//! - a message whose flags have bits set that gRPC reserves (anything but 0x01, compressed;
+//!   a gRPC-Web trailer frame, 0x80, sent by a client, too) is refused with `INTERNAL`, the
+//!   status of a malformed frame, in either direction, like one over the limit;
 //! - a method of the method table that takes exactly one request message (unary and
 //!   server-streaming) gets exactly one: zero or two fail the call with `UNIMPLEMENTED`
 //!   before the handler runs (a request cardinality violation, in gRPC's status code table).

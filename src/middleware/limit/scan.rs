@@ -8,7 +8,7 @@
 use tonic::Status;
 
 use crate::transcode::compression::{Encoding, Measure, Meter};
-use crate::transcode::framing::{FLAG_COMPRESSED, HEADER_LEN};
+use crate::transcode::framing::{self, FLAG_COMPRESSED, GRPC_RESERVED_FLAGS, HEADER_LEN};
 use crate::transcode::limits;
 
 /// Which way a body goes, for the statuses' wording.
@@ -54,6 +54,8 @@ pub(super) enum Refusal {
     Decompressed,
     /// It is flagged compressed in an encoding the gateway cannot read, so its size cannot be told.
     Unreadable,
+    /// Its flags have bits set that gRPC reserves (a gRPC-Web trailer frame in a request, say).
+    ReservedFlags { flags: u8 },
 }
 
 /// A refused message, and how many bytes of the chunk came before it (0 when the
@@ -126,6 +128,12 @@ impl Scanner {
                 (flags, u32::from_be_bytes([a, b, c, d]) as usize)
             };
             self.messages = self.messages.saturating_add(1);
+            // The one place every gRPC and gRPC-Web body's envelope headers are read on the
+            // way to and from the service: a service (tonic's decoder, or one that re-frames
+            // what it reads) would otherwise take a reserved bit for "not compressed".
+            if flags & GRPC_RESERVED_FLAGS != 0 {
+                return Err(Refused { refusal: Refusal::ReservedFlags { flags }, release });
+            }
             let compressed = flags & FLAG_COMPRESSED != 0;
             let bound = match (compressed, self.encoding) {
                 (true, Encoding::Known(_)) => limits::compressed(self.max),
@@ -159,6 +167,7 @@ impl Scanner {
                 "{what} message is larger than the limit of {} bytes once decompressed",
                 self.max
             )),
+            Refusal::ReservedFlags { flags } => framing::reserved_flags_status(what, flags),
             Refusal::Unreadable => Status::internal(format!(
                 "{what} message is compressed in an encoding the gateway cannot read, so its size cannot be checked"
             )),
@@ -248,6 +257,23 @@ mod tests {
         // With no encoding at all, the flag is the decoder's protocol error: passed on.
         let mut identity = Scanner::new(4000, Direction::Request, Encoding::Identity);
         assert_eq!(identity.scan(&big), Ok(big.len()));
+    }
+
+    #[test]
+    fn reserved_flag_bits_are_refused_after_the_messages_before() {
+        for flags in [0x02, 0x04, 0x80, 0x81, 0xff] {
+            let wire: Vec<u8> = [plain(3), envelope(flags, &[1, 2])].concat();
+            for split in 0..wire.len() {
+                let (sent, refusal) = relayed(10, &wire, split);
+                assert_eq!(refusal, Some(Refusal::ReservedFlags { flags }), "flags {flags:#x}, split at {split}");
+                assert_eq!(sent, HEADER_LEN + 3, "flags {flags:#x}, split at {split}: only the first message");
+            }
+            // Checked before the length: a reserved bit is the first thing wrong.
+            let mut s = scanner(10);
+            let refused = s.scan(&envelope(flags, &[0; 11])).map_err(|e| e.refusal);
+            assert_eq!(refused, Err(Refusal::ReservedFlags { flags }));
+            assert_eq!(s.status(Refusal::ReservedFlags { flags }).code(), tonic::Code::Internal);
+        }
     }
 
     #[test]

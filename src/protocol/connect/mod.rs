@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tonic::Status;
 
 use self::common::{Adapter, Rejection};
 use super::{Encoding, Protocol, classify};
-use crate::transcode::{GrpcService, Invoker};
+use crate::transcode::{GrpcService, Idempotency, Invoker, RpcKind};
 
 /// The Connect adapter: serves the requests [`classify`] calls Connect (unary, streaming,
 /// `GET`), every call going to `S` in-process.
@@ -66,6 +66,31 @@ impl<S: GrpcService> ConnectService<S> {
                 }
             }
         })
+    }
+}
+
+impl<S> ConnectService<S> {
+    /// The answer to a request to an RPC path whose HTTP method no RPC protocol uses there
+    /// ([`Protocol::MethodNotAllowed`]): 405 with `allow`, as the Connect implementations
+    /// answer it: `POST`, and `GET` too for a unary method marked `NO_SIDE_EFFECTS` (Connect's
+    /// `GET` form). Sent before the body is read; the listener drains it or closes.
+    pub(crate) fn method_not_allowed(&self, method: &Method, path: &str) -> Response<Body> {
+        let get = self
+            .adapter
+            .invoker
+            .resolve(path)
+            .is_ok_and(|m| m.kind() == RpcKind::Unary && m.idempotency() == Idempotency::NoSideEffects);
+        let (allow, text) = if get {
+            ("GET, POST", "POST, or GET with ?encoding=…&message=… (this method has no side effects)")
+        } else {
+            ("POST", "POST")
+        };
+        let mut resp = Response::new(Body::from(format!("an RPC is not called with {method}: use {text}\n")));
+        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        let headers = resp.headers_mut();
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        resp
     }
 }
 

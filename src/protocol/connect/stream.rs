@@ -150,6 +150,14 @@ struct RequestReader {
 
 impl RequestReader {
     fn message(&self, env: framing::Envelope) -> Result<Bytes, Status> {
+        // Where every Connect request envelope is read: the protocol defines two flag bits.
+        let unknown = env.flags & !(FLAG_COMPRESSED | FLAG_END_STREAM);
+        if unknown != 0 {
+            return Err(Status::invalid_argument(format!(
+                "an envelope has the flags {:#04x}, with bits the Connect protocol does not define ({unknown:#04x})",
+                env.flags
+            )));
+        }
         if env.flags & FLAG_END_STREAM != 0 {
             return Err(Status::invalid_argument("clients may not send an end-of-stream envelope"));
         }

@@ -13,7 +13,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::transcode::compression::{self, Codec};
-use crate::transcode::framing::{self, Decoder, Envelope, FLAG_COMPRESSED, gzip::DecompressError};
+use crate::transcode::framing::{self, Decoder, Envelope, FLAG_COMPRESSED, GRPC_RESERVED_FLAGS, gzip::DecompressError};
 use crate::transcode::{MethodDescriptor, limits};
 
 /// A request body of JSON envelopes, read as binary protobuf envelopes (uncompressed).
@@ -47,6 +47,10 @@ impl JsonRequest {
     }
 
     fn transcode(&self, env: Envelope) -> Result<Bytes, Status> {
+        // Checked here: the message goes on re-framed, so the stack never sees these flags.
+        if env.flags & GRPC_RESERVED_FLAGS != 0 {
+            return Err(framing::reserved_flags_status("request", env.flags));
+        }
         let json = if env.flags & FLAG_COMPRESSED != 0 {
             let Some(codec) = self.codec else {
                 return Err(Status::internal("a request message is flagged compressed, but grpc-encoding names none"));

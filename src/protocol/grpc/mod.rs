@@ -16,6 +16,7 @@
 //!   (HTTP/2).
 
 mod bodies;
+mod text;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +30,7 @@ use tonic::body::Body;
 use tower::{Layer as _, Service, ServiceExt as _};
 
 use self::bodies::{JsonRequest, JsonResponse};
+use self::text::TextRequest;
 use crate::transcode::compression::{self, Encoding};
 use crate::transcode::{GrpcService, Invoker};
 
@@ -147,20 +149,30 @@ impl<S: GrpcService> GrpcWebAdapter<S> {
     }
 
     /// Serves a gRPC-Web request, with the JSON codec if `json`.
+    ///
+    /// A text request's base64 is decoded here ([`text`]), and tonic-web gets it as binary
+    /// gRPC-Web; the response is text or binary as the client's `accept` asks, as tonic-web
+    /// decides it.
     pub(crate) async fn serve(&self, mut req: Request<Body>, json: bool) -> Response<Body> {
         let headers = req.headers_mut();
+        let text = is_text(headers.get(CONTENT_TYPE));
         if !json {
+            if text {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(GRPC_WEB_PROTO));
+                let Ok(resp) = self.proto.clone().oneshot(req.map(TextRequest::new)).await;
+                return resp;
+            }
             canonical_proto_content_type(headers);
             let Ok(resp) = self.proto.clone().oneshot(req).await;
             return resp;
         }
-        // tonic-web decodes the framing (base64 for text), the JSON codec the messages.
-        let text = is_text(headers.get(CONTENT_TYPE));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(if text { GRPC_WEB_TEXT } else { GRPC_WEB }));
+        // tonic-web decodes the framing, the JSON codec the messages.
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(GRPC_WEB));
         if is_text(headers.get(ACCEPT)) {
             headers.insert(ACCEPT, HeaderValue::from_static(GRPC_WEB_TEXT));
         }
-        let Ok(mut resp) = self.json.clone().oneshot(req).await;
+        let json = self.json.clone();
+        let Ok(mut resp) = if text { json.oneshot(req.map(TextRequest::new)).await } else { json.oneshot(req).await };
         // tonic-web names the codec `+proto`; the messages it framed are JSON.
         let framing = resp.headers().get(CONTENT_TYPE).map(|ct| is_text(Some(ct)));
         if let Some(text) = framing {

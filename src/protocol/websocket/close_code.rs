@@ -1,6 +1,7 @@
 //! The close codes a session sends, and which read error closes with which.
 
 use axum::extract::ws::{CloseFrame, Utf8Bytes, close_code};
+use tungstenite::error::CapacityError;
 
 /// A frame over the frame limit: it cannot be skipped, so the socket closes (RFC 6455 1009).
 pub const TOO_BIG: u16 = close_code::SIZE;
@@ -26,6 +27,11 @@ pub(super) fn for_read_error(error: axum::BoxError) -> Option<CloseFrame> {
         return None;
     };
     let (code, reason) = match e {
+        // tungstenite reads a 64-bit length whole and reports it as too long, but RFC 6455
+        // (5.2) says its most significant bit MUST be 0: such a frame is malformed, not large.
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, .. }) if *size as u64 > i64::MAX as u64 => {
+            (PROTOCOL_ERROR, "the frame's 64-bit length has its most significant bit set".to_string())
+        }
         tungstenite::Error::Capacity(c) => (TOO_BIG, c.to_string()),
         tungstenite::Error::Utf8(_) => (INVALID_UTF8, "text frame is not valid UTF-8".to_string()),
         tungstenite::Error::Protocol(p) => (PROTOCOL_ERROR, p.to_string()),
@@ -60,9 +66,12 @@ mod tests {
         let long = "é".repeat(100);
         let cut = truncate(long);
         assert!(cut.len() <= MAX_REASON && cut.chars().all(|c| c == 'é'), "{cut}");
-        let capacity =
-            tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong { size: 10, max_size: 5 });
-        assert_eq!(for_read_error(Box::new(capacity)).map(|c| c.code), Some(TOO_BIG));
+        let too_long = |size| tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size: 5 });
+        assert_eq!(for_read_error(Box::new(too_long(10))).map(|c| c.code), Some(TOO_BIG));
+        assert_eq!(for_read_error(Box::new(too_long(i64::MAX as usize))).map(|c| c.code), Some(TOO_BIG));
+        // A length with its top bit set is a protocol error (RFC 6455, 5.2), not a large frame.
+        assert_eq!(for_read_error(Box::new(too_long(1 << 63))).map(|c| c.code), Some(PROTOCOL_ERROR));
+        assert_eq!(for_read_error(Box::new(too_long(usize::MAX))).map(|c| c.code), Some(PROTOCOL_ERROR));
         let io = std::io::Error::other("reset");
         assert!(for_read_error(Box::new(io)).is_none());
     }

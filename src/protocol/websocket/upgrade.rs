@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::FromRequestParts as _;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use tokio::sync::Semaphore;
@@ -52,7 +53,16 @@ async fn accept<S: GrpcService>(
         return Err(HandshakeRejection::WrongPath { path, endpoint: settings.path.clone() });
     }
     let (mut parts, _body) = req.into_parts();
-    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(HandshakeRejection::Handshake)?;
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|rejection| match rejection {
+        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_) => HandshakeRejection::Version {
+            offered: parts
+                .headers
+                .get(header::SEC_WEBSOCKET_VERSION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            http2: parts.version >= http::Version::HTTP_2,
+        },
+        other => HandshakeRejection::Handshake(other),
+    })?;
 
     let offered: Vec<&str> = ws.requested_protocols().filter_map(|p| p.to_str().ok()).collect();
     let versions: Vec<&str> = offered.iter().copied().filter(|p| !p.starts_with(BEARER_PREFIX)).collect();

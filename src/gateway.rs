@@ -53,6 +53,8 @@ struct Adapters {
     websocket: WebSocketService<GrpcStack>,
     web: axum::Router,
     metrics: Arc<Metrics>,
+    /// The API keys' rule for the plain HTTP routes (see [`GatewayBuilder::auth`]).
+    guard: Option<web::Guard>,
     config: Config,
     /// Started by the listener; ends streams on the stack and WebSocket sessions.
     shutdown: Shutdown,
@@ -73,6 +75,8 @@ pub struct GatewayBuilder<S = Routes, L = Identity, C = Identity> {
     metrics: Option<Arc<Metrics>>,
     /// The upstreams `/healthz` reports (proxy mode).
     upstreams: Option<web::Upstreams>,
+    /// Set by [`GatewayBuilder::auth`].
+    guard: Option<web::Guard>,
 }
 
 impl Gateway {
@@ -90,6 +94,7 @@ impl Gateway {
             config: Config::default(),
             metrics: None,
             upstreams: None,
+            guard: None,
         }
     }
 
@@ -101,6 +106,15 @@ impl Gateway {
     /// The configuration this gateway was built with.
     pub fn config(&self) -> &Config {
         &self.adapters.config
+    }
+
+    /// Serves this gateway's `/metrics` on a listener of its own (`--metrics-listen`: an address
+    /// only the monitoring network reaches, say), under the same API-key rule as `/metrics` on
+    /// the gateway's port (see [`GatewayBuilder::auth`]); nothing else is served there. Runs
+    /// until the process ends.
+    pub fn serve_metrics(&self, listener: tokio::net::TcpListener) -> impl Future<Output = ()> + Send + 'static {
+        let app = web::metrics_router(self.adapters.metrics.clone(), self.adapters.guard.clone());
+        crate::metrics::serve_router(listener, app)
     }
 
     /// The drain switch the listener flips at shutdown.
@@ -198,6 +212,7 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
             config: self.config,
             metrics: self.metrics,
             upstreams: Some(upstreams),
+            guard: self.guard,
         }
     }
 
@@ -241,6 +256,7 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
             config: self.config,
             metrics: self.metrics,
             upstreams: self.upstreams,
+            guard: self.guard,
         }
     }
 
@@ -266,7 +282,19 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
             config: self.config,
             metrics: self.metrics,
             upstreams: self.upstreams,
+            guard: self.guard,
         }
+    }
+
+    /// Adds the API-key layer as [`shared_layer`](Self::shared_layer) does, and puts the plain HTTP routes
+    /// (`/healthz`, `/metrics`, the demo's files; [`Gateway::serve_metrics`] too) under the
+    /// same key file: what its `exempt` list does not name needs a key whose patterns do
+    /// (`docs/auth.md`). A key file without `exempt` leaves them open.
+    pub fn auth(self, auth: crate::auth::AuthLayer) -> GatewayBuilder<S, L, Stack<crate::auth::AuthLayer, C>> {
+        let guard = auth.plain_guard();
+        let mut builder = self.shared_layer(auth);
+        builder.guard = Some(guard);
+        builder
     }
 
     /// How many requests may wait at once for the buffer of a layered stack (see
@@ -297,9 +325,16 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
                 grpc_web: GrpcWebAdapter::new(invoker.clone(), stack.clone(), config.max_message_bytes),
                 connect: ConnectService::new(invoker.clone(), config.max_message_bytes),
                 websocket: WebSocketService::new(invoker.clone(), &config, metrics.clone(), shutdown.clone()),
-                web: web::service(invoker, metrics.clone(), crate::web_assets::service(&config), self.upstreams),
+                web: web::service(
+                    invoker,
+                    metrics.clone(),
+                    crate::web_assets::service(&config),
+                    self.upstreams,
+                    self.guard.clone(),
+                ),
                 grpc: stack,
                 metrics,
+                guard: self.guard,
                 config,
                 shutdown,
                 mark,

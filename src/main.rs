@@ -209,7 +209,8 @@ struct ObserveArgs {
     audit_log: bool,
 
     /// Also serve `/metrics` on this address (e.g. an address only the monitoring network
-    /// reaches). `/metrics` stays on the main port too.
+    /// reaches). `/metrics` stays on the main port too; on both, an API key file's `exempt`
+    /// list decides whether it needs a key (docs/auth.md).
     #[arg(long, env = "PORTWAY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 }
@@ -574,9 +575,7 @@ async fn main() -> Result<(), Fatal> {
             let builder = $builder.metrics(metrics.clone()).shared_layer(observe);
             match edge {
                 None => builder.build(),
-                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => {
-                    builder.shared_layer(auth).shared_layer(rate).build()
-                }
+                Some(auth_args::EdgeLayers { auth: Some(auth), rate }) => builder.auth(auth).shared_layer(rate).build(),
                 Some(auth_args::EdgeLayers { auth: None, rate }) => builder.shared_layer(rate).build(),
             }
         }};
@@ -599,6 +598,7 @@ async fn main() -> Result<(), Fatal> {
     // action would end the process).
     let stop = StopSignals::new()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let metrics_gateway = args.observe.metrics_listen.is_some().then(|| gateway.clone());
     let mut server = portway::Server::new(gateway);
     if let Some(tls) = tls {
         reload_on_hangup(tls.clone())?;
@@ -612,7 +612,7 @@ async fn main() -> Result<(), Fatal> {
         let address = listener.local_addr()?;
         tracing::info!(%address, url = %format!("{scheme}://{address}/"), interop = args.interop, "portway listening");
     }
-    if let Some(addr) = args.observe.metrics_listen {
+    if let (Some(addr), Some(gateway)) = (args.observe.metrics_listen, metrics_gateway) {
         let addr = addr.to_string();
         let listener = portway::bind(&[addr]).await.map_err(|e| match e {
             portway::BindError::Bind { .. } => format!("{e}; choose another address with --metrics-listen"),
@@ -620,7 +620,7 @@ async fn main() -> Result<(), Fatal> {
         })?;
         for listener in listener {
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
-            tokio::spawn(portway::metrics::serve(listener, metrics.clone()));
+            tokio::spawn(gateway.serve_metrics(listener));
         }
     }
     server.serve(listeners, shutdown_signal(stop, grace)).await?;

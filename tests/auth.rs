@@ -62,7 +62,7 @@ async fn gateway(keys: &str, rates: RateOptions) -> TestServer {
     let mounted = portway::services::mount(&options).await.unwrap();
     let keys = KeySet::parse(keys).unwrap();
     let builder = portway::Gateway::builder(mounted.routes)
-        .shared_layer(AuthLayer::new(keys, AuthOptions::default()))
+        .auth(AuthLayer::new(keys, AuthOptions::default()))
         .shared_layer(RateLayer::new(rates));
     serve_gateway(builder.build()).await
 }
@@ -210,6 +210,28 @@ async fn exempt_methods_need_no_key_and_others_do() {
         async move { (c.name(), call(&*c, health, &[]).await) }
     })
     .await;
+}
+
+/// A plain route (docs/auth.md) takes a signature as a call does, with the request's path.
+#[tokio::test]
+async fn a_signed_request_reaches_a_plain_route() {
+    let keys = "exempt = []\n[[key]]\nid = \"scraper\"\nkey = \"scraper-key-0123\"\nmethods = [\"/metrics\"]\nrequire_signature = true\n";
+    let server = gateway(keys, RateOptions::default()).await;
+    let get = |md: &Metadata| {
+        let mut req = common::http::request("GET", &format!("{}/metrics", server.url()));
+        for (k, v) in md {
+            req = req.header(*k, v);
+        }
+        common::http::send(common::http::Http::H1, req.body(common::http::full("")).unwrap())
+    };
+    let unsigned = get(&vec![("x-api-key", "scraper-key-0123".to_string())]).await;
+    assert_eq!(unsigned.status, 401, "the key may only sign");
+    let md = signed("scraper-key-0123", "scraper", "/metrics", now(), "UNSIGNED-PAYLOAD");
+    let reply = get(&md).await;
+    assert!(reply.status == 200 && String::from_utf8_lossy(&reply.body).contains("portway_"), "{reply:?}");
+    assert_eq!(get(&md).await.status, 401, "a signature is good for one request");
+    let elsewhere = signed("scraper-key-0123", "scraper", "/healthz", now(), "UNSIGNED-PAYLOAD");
+    assert_eq!(get(&elsewhere).await.status, 401, "the signature covers the path");
 }
 
 #[tokio::test]
@@ -364,6 +386,7 @@ fn the_binary_refuses_key_files_that_cannot_work() {
         ("[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"a*b*c\"]\n", "has more than one `*`"),
         ("[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"*\"]\nmax_concurrent = 0\n", "limits must be at least 1"),
         ("exempt = []\n", "the key file defines no key"),
+        ("exempt = [\"/metric\"]\n[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"*\"]\n", "names no HTTP route"),
     ];
     for (i, (text, message)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("keys-{i}.toml"));

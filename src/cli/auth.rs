@@ -12,8 +12,9 @@ use portway::rate::{Rate, RateLayer, RateOptions};
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Authentication and rate limits")]
 pub(crate) struct AuthArgs {
-    /// API key file (TOML: ids, keys or their SHA-256, allowed method patterns, per-key
-    /// limits; see docs/auth.md). Unset (and no PORTWAY_API_KEYS_TOML): no authentication.
+    /// API key file (TOML: ids, keys or their SHA-256, the methods and plain routes each may
+    /// reach, those that need no key, per-key limits; see docs/auth.md). Unset (and no
+    /// PORTWAY_API_KEYS_TOML): no authentication.
     #[arg(long = "api-keys", env = "PORTWAY_API_KEYS", value_name = "FILE")]
     api_keys: Option<PathBuf>,
 

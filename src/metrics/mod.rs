@@ -187,18 +187,41 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Serves `metrics` at `/metrics` on `listener` (plain HTTP/1.1 and HTTP/2, nothing else),
-/// until the process ends: for `--metrics-listen`, a port of its own for the scraper.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+/// `GET /metrics`, rendering `metrics`: what the gateway's port and [`serve`] answer.
+pub(crate) fn router(metrics: Arc<Metrics>) -> axum::Router {
     use axum::routing::get;
-    let app = axum::Router::new().route(
+    axum::Router::new().route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
             async move { ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()) }
         }),
-    );
+    )
+}
+
+/// Serves `metrics` at `/metrics` on `listener` (plain HTTP/1.1 and HTTP/2, nothing else),
+/// until the process ends: a port of its own for the scraper. Open to anyone who reaches
+/// `listener`; `Gateway::serve_metrics` puts it under the gateway's API keys.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    serve_router(listener, router(metrics)).await;
+}
+
+/// Serves `app` on `listener` until the process ends. No route of `app` reads a request body,
+/// so an HTTP/1.1 request that has one gets `connection: close` on its response (the
+/// early-answer rule: the client learns that the rest of its body will not be read).
+pub(crate) async fn serve_router(listener: tokio::net::TcpListener, app: axum::Router) {
+    let app = app.layer(axum::middleware::from_fn(close_unread));
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the metrics listener failed");
     }
+}
+
+async fn close_unread(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use http_body::Body as _;
+    let close = req.version() <= http::Version::HTTP_11 && !req.body().is_end_stream();
+    let mut resp = next.run(req).await;
+    if close {
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
 }

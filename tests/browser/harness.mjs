@@ -14,14 +14,15 @@ export const screenshots = path.join(root, "tests/browser/screenshots");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /**
- * Launches headless Chromium; the flags keep it off the network (without them its background
- * connections are refused here and it stalls). playwright-core gives every launch a fresh
+ * Launches headless Chromium, with `extraArgs` before the usual flags; the flags keep it off
+ * the network (without them its background connections are refused here and it stalls). playwright-core gives every launch a fresh
  * temporary profile (its own `--user-data-dir`), removed on close.
  */
-export async function launch() {
+export async function launch(extraArgs = []) {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
+      ...extraArgs,
       "--headless",
       "--no-sandbox",
       "--disable-gpu",
@@ -62,8 +63,8 @@ export async function gateway({ args = [], listen = "127.0.0.1:0", dataDir } = {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info,h2=warn,hyper=warn" },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  let seen = "";
   const addr = await new Promise((resolve, reject) => {
-    let seen = "";
     const onData = (chunk) => {
       seen += chunk.toString().replace(/\x1b\[[0-9;]*m/g, "");
       const m = seen.match(/portway listening address=(\S+)/);
@@ -82,6 +83,8 @@ export async function gateway({ args = [], listen = "127.0.0.1:0", dataDir } = {
   return {
     addr,
     origin: `http://${addr}`,
+    /** What the process has logged so far (stdout and stderr, without colours). */
+    log: () => seen,
     /** Kills the process (SIGKILL: no graceful shutdown) and waits for it to exit. */
     async kill() {
       child.kill("SIGKILL");

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::pattern::MethodPattern;
+use super::pattern::{Pattern, Target};
 
 /// A SHA-256 digest.
 pub(crate) type Digest = [u8; 32];
@@ -25,7 +25,7 @@ pub struct ApiKey {
     /// Its name in logs and error messages (never the key itself).
     pub id: String,
     pub(crate) digest: Digest,
-    pub(crate) methods: Vec<MethodPattern>,
+    pub(crate) methods: Vec<Pattern>,
     /// Calls per second this key may make (its own quota; `None`: the gateway's default).
     pub rate_per_second: Option<u32>,
     /// Calls this key may make at once beyond its steady rate (`None`: equal to the rate).
@@ -39,7 +39,12 @@ pub struct ApiKey {
 impl ApiKey {
     /// Whether this key may call `path` (`/package.Service/Method`).
     pub fn allows(&self, path: &str) -> bool {
-        self.methods.iter().any(|p| p.matches(path))
+        self.covers(Target::Call(path))
+    }
+
+    /// Whether this key may reach `target` (a call or a plain HTTP route).
+    pub(crate) fn covers(&self, target: Target<'_>) -> bool {
+        self.methods.iter().any(|p| p.matches(target))
     }
 
     /// The HMAC secret of signed calls made with this key: the key's SHA-256 digest.
@@ -48,15 +53,17 @@ impl ApiKey {
     }
 }
 
-/// The parsed key file: keys, and the methods that need none.
+/// The parsed key file: keys, and the methods and plain HTTP routes that need none.
 #[derive(Debug)]
 pub struct KeySet {
     pub(crate) keys: Vec<ApiKey>,
-    pub(crate) exempt: Vec<MethodPattern>,
+    pub(crate) exempt: Vec<Pattern>,
 }
 
-/// The health service: load balancers call it without credentials.
-pub const DEFAULT_EXEMPT: &[&str] = &["grpc.health.v1.Health/*"];
+/// What needs no key when the key file has no `exempt` list: the health service (load
+/// balancers call it without credentials) and the plain HTTP routes (`/healthz`, `/metrics`,
+/// the demo's files), as before the key file could name them.
+pub const DEFAULT_EXEMPT: &[&str] = &["grpc.health.v1.Health/*", "/healthz", "/metrics", "/"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,9 +161,9 @@ impl KeySet {
         self.keys.iter().find(|k| k.id == id)
     }
 
-    /// Whether `path` needs no key.
-    pub(crate) fn is_exempt(&self, path: &str) -> bool {
-        self.exempt.iter().any(|p| p.matches(path))
+    /// Whether `target` needs no key.
+    pub(crate) fn is_exempt(&self, target: Target<'_>) -> bool {
+        self.exempt.iter().any(|p| p.matches(target))
     }
 
     /// The keys, in file order.
@@ -165,8 +172,8 @@ impl KeySet {
     }
 }
 
-fn pattern(text: &str, owner: &str) -> Result<MethodPattern, KeyFileError> {
-    MethodPattern::parse(text).map_err(|why| KeyFileError(format!("{owner}: method pattern {text:?} {why}")))
+fn pattern(text: &str, owner: &str) -> Result<Pattern, KeyFileError> {
+    Pattern::parse(text).map_err(|why| KeyFileError(format!("{owner}: method pattern {text:?} {why}")))
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> Digest {
@@ -182,6 +189,7 @@ fn parse_digest(text: &str) -> Option<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::web::PlainRoute;
 
     const FILE: &str = r#"
         [[key]]
@@ -206,8 +214,11 @@ mod tests {
         assert!(reader.allows("/portway.state.v1.StateService/List"));
         assert!(!reader.allows("/portway.state.v1.StateService/Put"));
         assert_eq!(reader.rate_per_second, Some(5));
-        assert!(set.is_exempt("/grpc.health.v1.Health/Check"));
-        assert!(!set.is_exempt("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
+        assert!(set.is_exempt(Target::Call("/grpc.health.v1.Health/Check")));
+        assert!(!set.is_exempt(Target::Call("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")));
+        for route in PlainRoute::ALL {
+            assert!(set.is_exempt(Target::Route(route)), "without `exempt`, {route:?} stays open");
+        }
     }
 
     #[test]
@@ -238,6 +249,13 @@ mod tests {
     #[test]
     fn exempt_list_replaces_the_default() {
         let set = KeySet::parse("exempt = []\n[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = []\n").unwrap();
-        assert!(!set.is_exempt("/grpc.health.v1.Health/Check"));
+        assert!(!set.is_exempt(Target::Call("/grpc.health.v1.Health/Check")));
+        assert!(!set.is_exempt(Target::Route(PlainRoute::Metrics)));
+        let file = "exempt = [\"/healthz\"]\n[[key]]\nid = \"a\"\nkey = \"k\"\nmethods = [\"/metrics\"]\n";
+        let set = KeySet::parse(file).unwrap();
+        assert!(set.is_exempt(Target::Route(PlainRoute::Health)));
+        assert!(!set.is_exempt(Target::Route(PlainRoute::Files)));
+        assert!(set.keys()[0].covers(Target::Route(PlainRoute::Metrics)));
+        assert!(!set.keys()[0].covers(Target::Route(PlainRoute::Files)));
     }
 }

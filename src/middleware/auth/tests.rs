@@ -2,7 +2,9 @@
 
 use http::HeaderValue;
 
-use super::*;
+use http::HeaderMap;
+
+use super::policy::presented_key;
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -1,6 +1,6 @@
-//! gRPC-Web text bodies (base64, tonic-web's decoder) through the whole gateway, cut into
-//! chunks anywhere: every call ends, with HTTP 200 and a `grpc-status` (trailers-only, or
-//! in the base64 trailer frame of the body).
+//! gRPC-Web text bodies (base64, the gateway's streaming decoder in src/protocol/grpc/text.rs)
+//! through the whole gateway, cut into chunks anywhere: every call ends, with HTTP 200 and a
+//! `grpc-status` (trailers-only, or in the base64 trailer frame of the body).
 #![no_main]
 
 use base64::Engine as _;

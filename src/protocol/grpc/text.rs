@@ -133,6 +133,10 @@ impl TextDecoder {
     }
 
     fn error(&self, e: DecodeSliceError, last: usize) -> TextError {
+        // A printable ASCII byte as itself, any other as its value: the client sent a byte,
+        // not a Latin-1 character.
+        let shown =
+            |b: u8| if b.is_ascii_graphic() { format!("'{}'", char::from(b)) } else { format!("byte 0x{b:02x}") };
         use base64::DecodeError::*;
         let at = |i: usize| self.offset + i;
         TextError::Invalid(match e {
@@ -140,14 +144,14 @@ impl TextDecoder {
                 format!("the padding at offset {} is misplaced", at(i))
             }
             DecodeSliceError::DecodeError(InvalidByte(i, b)) => {
-                format!("{:?} at offset {} is not a base64 character", char::from(b), at(i))
+                format!("{} at offset {} is not a base64 character", shown(b), at(i))
             }
             DecodeSliceError::DecodeError(InvalidLength(_)) => {
                 format!("the group at offset {last} has a single character, which encodes no byte")
             }
             DecodeSliceError::DecodeError(InvalidLastSymbol(i, b)) => format!(
-                "{:?} at offset {} ends its group with bits that encode no byte (not canonical base64)",
-                char::from(b),
+                "{} at offset {} ends its group with bits that encode no byte (not canonical base64)",
+                shown(b),
                 at(i)
             ),
             DecodeSliceError::DecodeError(InvalidPadding) => {
@@ -296,7 +300,8 @@ mod tests {
     fn what_is_not_base64_is_refused_at_any_cut() {
         let cases: &[(&str, &str)] = &[
             ("!!!!", "'!' at offset 0 is not a base64 character"),
-            ("AAAA\r\nAAAA", "'\\r' at offset 4 is not a base64 character"),
+            ("AAAA\r\nAAAA", "byte 0x0d at offset 4 is not a base64 character"),
+            ("AAAA\u{e9}", "byte 0xc3 at offset 4 is not a base64 character"),
             ("AAAAA", "a single character (at offset 4)"),
             ("AA=A", "padding at offset 2 is misplaced"),
             ("AAAA=AAA", "padding at offset 4 is misplaced"),

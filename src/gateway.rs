@@ -20,7 +20,6 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer as _, Service, ServiceExt as _};
 use tower_http::cors::Cors;
 
-pub(crate) use self::stack::error_code;
 pub use self::stack::{HideProtocol, SharedLayers, StackLayers};
 use crate::config::Config;
 use crate::drain::Shutdown;

@@ -307,7 +307,7 @@ pub(crate) fn status_from_error(error: BoxError) -> Status {
         Ok(status) => return status,
         Err(error) => error,
     };
-    let code = error_code(&*error);
+    let code = crate::transcode::status::error_code(&*error);
     if code == tonic::Code::DeadlineExceeded {
         return Status::deadline_exceeded("the call took longer than the gateway allows");
     }
@@ -318,30 +318,6 @@ pub(crate) fn status_from_error(error: BoxError) -> Status {
     } else {
         Status::unknown("the service failed the call")
     }
-}
-
-/// The code a service error ends its call with, as [`Recover`] will answer it, for layers
-/// above it that record the outcome (call metrics): a status's own code; tower's
-/// `Overloaded` `RESOURCE_EXHAUSTED`; a timeout `DEADLINE_EXCEEDED`; a transport failure
-/// `UNAVAILABLE`; anything else `UNKNOWN`.
-pub(crate) fn error_code(error: &(dyn std::error::Error + 'static)) -> tonic::Code {
-    let chain = || std::iter::successors(Some(error), |e| e.source());
-    if let Some(status) = chain().find_map(|e| e.downcast_ref::<Status>()) {
-        return status.code();
-    }
-    if chain().any(|e| e.is::<tower::load_shed::error::Overloaded>()) {
-        return tonic::Code::ResourceExhausted;
-    }
-    if chain().any(|e| e.is::<tower::timeout::error::Elapsed>()) {
-        return tonic::Code::DeadlineExceeded;
-    }
-    let transport = chain().any(|e| {
-        e.is::<tonic::transport::Error>()
-            || e.is::<std::io::Error>()
-            || e.is::<tower::buffer::error::Closed>()
-            || e.is::<tower::buffer::error::ServiceError>()
-    });
-    if transport { tonic::Code::Unavailable } else { tonic::Code::Unknown }
 }
 
 #[cfg(test)]
@@ -370,7 +346,7 @@ mod tests {
             (Box::new(Status::not_found("gone")), tonic::Code::NotFound),
         ];
         for (error, code) in cases {
-            assert_eq!(error_code(&*error), code, "{error}");
+            assert_eq!(crate::transcode::status::error_code(&*error), code, "{error}");
         }
     }
 }

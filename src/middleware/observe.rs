@@ -165,7 +165,7 @@ where
             }
             Err(e) => {
                 let e = e.into();
-                state.failed(crate::gateway::error_code(&*e));
+                state.failed(crate::transcode::status::error_code(&*e));
                 Err(e)
             }
         })

@@ -29,6 +29,30 @@ const TABLE: [(Code, &str, u16); 17] = [
     (Code::Unauthenticated, "unauthenticated", 401),
 ];
 
+/// The code a service error ends its call with, as the stack's `Recover` layer answers it,
+/// for the layers above that layer that record the outcome (call metrics): a status's own
+/// code; tower's `Overloaded` `RESOURCE_EXHAUSTED`; a timeout `DEADLINE_EXCEEDED`; a
+/// transport failure `UNAVAILABLE`; anything else `UNKNOWN`.
+pub(crate) fn error_code(error: &(dyn std::error::Error + 'static)) -> tonic::Code {
+    let chain = || std::iter::successors(Some(error), |e| e.source());
+    if let Some(status) = chain().find_map(|e| e.downcast_ref::<tonic::Status>()) {
+        return status.code();
+    }
+    if chain().any(|e| e.is::<tower::load_shed::error::Overloaded>()) {
+        return Code::ResourceExhausted;
+    }
+    if chain().any(|e| e.is::<tower::timeout::error::Elapsed>()) {
+        return Code::DeadlineExceeded;
+    }
+    let transport = chain().any(|e| {
+        e.is::<tonic::transport::Error>()
+            || e.is::<std::io::Error>()
+            || e.is::<tower::buffer::error::Closed>()
+            || e.is::<tower::buffer::error::ServiceError>()
+    });
+    if transport { Code::Unavailable } else { Code::Unknown }
+}
+
 /// The Connect protocol's name for `code` (`not_found`, ...).
 pub fn connect_code(code: Code) -> &'static str {
     TABLE.iter().find(|(c, _, _)| *c == code).map_or("unknown", |(_, name, _)| name)

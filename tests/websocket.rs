@@ -35,6 +35,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tonic::{Code, Status};
 
 use common::TestServer;
+use common::http::eventually;
 
 const TS: &str = "/grpc.testing.TestService";
 
@@ -216,14 +217,6 @@ async fn settled(metrics: &Metrics) {
 }
 
 /// Waits until `f` holds, polling (the thing waited for has no event to await).
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn config(f: impl FnOnce(&mut Config)) -> Config {
     let mut c = Config::default();
     f(&mut c);

@@ -23,6 +23,15 @@ use tokio::sync::mpsc;
 /// Every test's guard against hangs: no single step should take anywhere near this long.
 pub const GUARD: Duration = Duration::from_secs(10);
 
+/// Polls `f` every 10 ms until it holds; fails the test, naming `what`, after 15 s.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs `fut`, failing the test if it takes longer than [`GUARD`].
 pub async fn guard<F: std::future::Future>(fut: F) -> F::Output {
     tokio::time::timeout(GUARD, fut).await.expect("timed out: the gateway hung")

@@ -83,17 +83,10 @@ fn deep_put(levels: usize) -> Vec<u8> {
     [vec![0x0a, 0x01, b'k', 0x12], varint(value.len()), value].concat()
 }
 
-fn varint(mut n: usize) -> Vec<u8> {
+fn varint(n: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
+    prost::encoding::encode_varint(n as u64, &mut out);
+    out
 }
 
 #[tokio::test]

@@ -38,13 +38,9 @@ fn raw_put(key: &[u8], value: &[u8]) -> Vec<u8> {
     out
 }
 
-fn varint(mut n: usize) -> Vec<u8> {
+fn varint(n: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    prost::encoding::encode_varint(n as u64, &mut out);
     out
 }
 

@@ -5,15 +5,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
 use bytes::Bytes;
 use portway::transcode::RpcKind;
-use prost::Message as _;
 use tonic::Status;
 
 use crate::common::http::{self, Http, full};
-use crate::common::protocols::RawCodec;
+use crate::common::protocols::{RawCodec, bin, code_from_connect, details_of, first_string};
 
 pub const ECHO_INITIAL: &str = "x-grpc-test-echo-initial";
 pub const ECHO_TRAILING: &str = "x-grpc-test-echo-trailing-bin";
@@ -76,22 +73,6 @@ pub trait Client: Send + Sync {
     /// Whether the protocol carries calls of `kind`.
     fn carries(&self, kind: RpcKind) -> bool;
     fn call<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Outcome>;
-}
-
-fn bin(value: &str) -> Vec<u8> {
-    STANDARD_NO_PAD.decode(value.trim_end_matches('=')).expect("base64")
-}
-
-fn details_of(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
-    if raw.is_empty() {
-        return Vec::new();
-    }
-    let status = portway::pb::google::rpc::Status::decode(raw).expect("google.rpc.Status");
-    status
-        .details
-        .into_iter()
-        .map(|a| (a.type_url.rsplit('/').next().unwrap_or_default().to_owned(), a.value.to_vec()))
-        .collect()
 }
 
 // ----------------------------------------------------------------------------------------
@@ -212,30 +193,6 @@ pub struct Connect {
     pub json: bool,
 }
 
-/// Connect code names, from the protocol reference.
-pub fn code_from_connect(name: &str) -> i32 {
-    const NAMES: [&str; 17] = [
-        "ok",
-        "canceled",
-        "unknown",
-        "invalid_argument",
-        "deadline_exceeded",
-        "not_found",
-        "already_exists",
-        "permission_denied",
-        "resource_exhausted",
-        "failed_precondition",
-        "aborted",
-        "out_of_range",
-        "unimplemented",
-        "internal",
-        "unavailable",
-        "data_loss",
-        "unauthenticated",
-    ];
-    NAMES.iter().position(|n| *n == name).unwrap_or_else(|| panic!("unknown Connect code {name}")) as i32
-}
-
 fn connect_error(err: &serde_json::Value, o: &mut Outcome) {
     o.code = code_from_connect(err["code"].as_str().expect("code"));
     o.message = err["message"].as_str().unwrap_or_default().to_owned();
@@ -309,14 +266,6 @@ impl Client for Connect {
 
 pub struct WebSocket {
     pub addr: std::net::SocketAddr,
-}
-
-fn first_string(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_str()).map(str::to_owned),
-        serde_json::Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 impl Client for WebSocket {

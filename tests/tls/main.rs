@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use common::http::eventually;
 use common::http::guard;
 use portway::config::TlsConfig;
 use portway::pb::grpc::testing::SimpleRequest;
@@ -78,16 +79,6 @@ pub async fn unary(channel: tonic::transport::Channel, size: i32) -> Result<usiz
     let req = SimpleRequest { response_size: size, ..Default::default() };
     let resp = client.unary_call(req).await?.into_inner();
     Ok(resp.payload.map_or(0, |p| p.body.len()))
-}
-
-/// Waits until `f` holds (state another task updates), failing after the guard.
-pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let wait = async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(common::http::GUARD, wait).await.unwrap_or_else(|_| panic!("never true: {what}"));
 }
 
 #[tokio::test]

@@ -20,7 +20,6 @@ use portway::auth::{AuthLayer, AuthOptions, KeySet};
 use portway::pb::grpc::testing::{Empty, SimpleRequest, SimpleResponse};
 use portway::rate::{Rate, RateLayer, RateOptions};
 use portway::services::ServiceOptions;
-use portway::services::state::StateOptions;
 use sha2::{Digest as _, Sha256};
 use tonic::Code;
 
@@ -56,10 +55,7 @@ fn rate_keys(n: usize) -> String {
 }
 
 async fn gateway(keys: &str, rates: RateOptions) -> TestServer {
-    let mut options = ServiceOptions::default();
-    options.interop = true;
-    options.state = StateOptions::memory();
-    let mounted = portway::services::mount(&options).await.unwrap();
+    let mounted = common::mount_interop(ServiceOptions::default()).await;
     let keys = KeySet::parse(keys).unwrap();
     let builder = portway::Gateway::builder(mounted.routes)
         .auth(AuthLayer::new(keys, AuthOptions::default()))

@@ -15,7 +15,6 @@ use common::logged::Logged;
 use common::{TestServer, serve_gateway};
 use portway::auth::{AuthLayer, AuthOptions, KeySet};
 use portway::services::ServiceOptions;
-use portway::services::state::StateOptions;
 use tokio::io::AsyncWriteExt as _;
 use tonic_health::ServingStatus;
 
@@ -54,10 +53,7 @@ fn keys(exempt: Option<&str>) -> String {
 
 /// A gateway with `keys` on its stack and its plain routes; also the health reporter.
 async fn gateway(keys: &str) -> (TestServer, tonic_health::server::HealthReporter) {
-    let mut options = ServiceOptions::default();
-    options.interop = true;
-    options.state = StateOptions::memory();
-    let mounted = portway::services::mount(&options).await.unwrap();
+    let mounted = common::mount_interop(ServiceOptions::default()).await;
     let layer = AuthLayer::new(KeySet::parse(keys).unwrap(), AuthOptions::default());
     let mut config = portway::Config::default();
     config.demo = true;

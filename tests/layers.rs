@@ -14,7 +14,6 @@ use portway::Config;
 use portway::pb::grpc::testing::SimpleRequest;
 use portway::pb::grpc::testing::test_service_client::TestServiceClient;
 use portway::services::ServiceOptions;
-use portway::services::state::StateOptions;
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -88,10 +87,7 @@ fn connect_code(name: &str) -> Code {
 }
 
 async fn interop_routes() -> tonic::service::Routes {
-    let mut options = ServiceOptions::default();
-    options.interop = true;
-    options.state = StateOptions::memory();
-    portway::services::mount(&options).await.expect("mount").routes
+    common::mount_interop(ServiceOptions::default()).await.routes
 }
 
 /// One call per hour, and no waiting for the next: the first call on each protocol passes,

@@ -15,7 +15,6 @@ use portway::metrics::Metrics;
 use portway::pb::grpc::testing::test_service_client::TestServiceClient;
 use portway::pb::grpc::testing::{EchoStatus, SimpleRequest, StreamingOutputCallRequest};
 use portway::services::ServiceOptions;
-use portway::services::state::StateOptions;
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -27,10 +26,7 @@ const PROTOCOLS: [&str; 4] = ["grpc", "grpc_web", "connect", "websocket"];
 
 /// The interop service behind a gateway with call metrics, as the binary builds it.
 async fn observed() -> TestServer {
-    let mut options = ServiceOptions::default();
-    options.interop = true;
-    options.state = StateOptions::memory();
-    let routes = portway::services::mount(&options).await.expect("mount").routes;
+    let routes = common::mount_interop(ServiceOptions::default()).await.routes;
     let metrics = Arc::new(Metrics::default());
     let observe = portway::ObserveLayer::new(&metrics, portway::ObserveLayer::known_methods());
     serve_gateway(portway::Gateway::builder(routes).metrics(metrics).shared_layer(observe).build()).await

@@ -47,11 +47,16 @@ impl Drop for TestServer {
 /// Starts the gateway with the interop service mounted and `config`.
 pub async fn start_interop(config: Config) -> TestServer {
     let mut options = ServiceOptions::default();
-    options.interop = true;
     options.max_message_bytes = config.max_message_bytes;
+    start_routes(mount_interop(options).await.routes, config).await
+}
+
+/// The default services and the interop service, mounted with `options` (the state store in
+/// memory), for a test that builds its own gateway around them.
+pub async fn mount_interop(mut options: ServiceOptions) -> portway::services::Mounted {
+    options.interop = true;
     options.state = StateOptions::memory();
-    let mounted = portway::services::mount(&options).await.expect("mount");
-    start_routes(mounted.routes, config).await
+    portway::services::mount(&options).await.expect("mount")
 }
 
 /// Starts the gateway with the default services (the state store among them) mounted,

@@ -48,10 +48,7 @@ pub async fn start_with(
     config: Config,
     f: impl FnOnce(GatewayBuilder) -> portway::Gateway,
 ) -> TlsServer {
-    let mut options = ServiceOptions::default();
-    options.interop = true;
-    options.state = portway::services::state::StateOptions::memory();
-    let mounted = portway::services::mount(&options).await.unwrap();
+    let mounted = common::mount_interop(ServiceOptions::default()).await;
     let gateway = f(portway::Gateway::builder(mounted.routes).config(config));
     let tls = Tls::load(&tls).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -202,17 +202,11 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
             let catalog = catalog.clone();
             Arc::new(move || catalog.upstreams())
         };
-        GatewayBuilder {
-            service: ProxyRouter::new(self.service, catalog),
-            layers: self.layers,
-            shared: self.shared,
-            buffer: self.buffer,
-            methods: Some(methods),
-            config: self.config,
-            metrics: self.metrics,
-            upstreams: Some(upstreams),
-            guard: self.guard,
-        }
+        let mut builder =
+            self.map_parts(|service, layers, shared| (ProxyRouter::new(service, catalog), layers, shared));
+        builder.methods = Some(methods);
+        builder.upstreams = Some(upstreams);
+        builder
     }
 
     /// Serves every service of `file_descriptor_sets` (what tonic-prost-build writes for
@@ -246,17 +240,7 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
     ///
     /// [`build`](Self::build) must then run inside a Tokio runtime (the buffer's worker is a task).
     pub fn layer<N>(self, layer: N) -> GatewayBuilder<S, Stack<N, L>, C> {
-        GatewayBuilder {
-            service: self.service,
-            layers: Stack::new(layer, self.layers),
-            shared: self.shared,
-            buffer: self.buffer,
-            methods: self.methods,
-            config: self.config,
-            metrics: self.metrics,
-            upstreams: self.upstreams,
-            guard: self.guard,
-        }
+        self.map_parts(|service, layers, shared| (service, Stack::new(layer, layers), shared))
     }
 
     /// Adds a tower layer whose service is `Clone + Send + Sync` and whose clones share one
@@ -272,10 +256,17 @@ impl<S, L, C> GatewayBuilder<S, L, C> {
     /// whose clones would each keep their own state, belongs in `layer`, where one instance
     /// serves every call.
     pub fn shared_layer<N>(self, layer: N) -> GatewayBuilder<S, L, Stack<N, C>> {
+        self.map_parts(|service, layers, shared| (service, layers, Stack::new(layer, shared)))
+    }
+
+    /// The same settings around what `f` makes of the service and the two layer stacks
+    /// (their types change as layers are added).
+    fn map_parts<S2, L2, C2>(self, f: impl FnOnce(S, L, C) -> (S2, L2, C2)) -> GatewayBuilder<S2, L2, C2> {
+        let (service, layers, shared) = f(self.service, self.layers, self.shared);
         GatewayBuilder {
-            service: self.service,
-            layers: self.layers,
-            shared: Stack::new(layer, self.shared),
+            service,
+            layers,
+            shared,
             buffer: self.buffer,
             methods: self.methods,
             config: self.config,

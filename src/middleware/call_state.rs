@@ -73,7 +73,9 @@ impl CallState {
 
     /// Takes the status from `grpc-status`, if `headers` (or trailers) carry one.
     pub(crate) fn status_from(&self, headers: &HeaderMap) {
-        if let Some(code) = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+        if let Some(code) =
+            headers.get(crate::transcode::call::GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+        {
             self.code.store(tonic::Code::from_i32(code) as i32, Ordering::Relaxed);
         }
     }

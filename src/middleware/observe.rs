@@ -7,7 +7,7 @@
 //! request body and its response body; the state records the call when the last of them is
 //! gone, so a call is recorded exactly once, whether it ended, failed or was cancelled.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,8 +33,8 @@ use crate::protocol::Protocol;
 #[derive(Debug, Clone)]
 pub struct ObserveLayer {
     table: Arc<CallTable>,
-    /// Known method paths and their label (the path itself); any other is [`UNKNOWN_METHOD`].
-    methods: Arc<HashMap<Box<str>, Arc<str>>>,
+    /// Known method paths, each its own label; any other is [`UNKNOWN_METHOD`].
+    methods: Arc<HashSet<Arc<str>>>,
     unknown: Arc<str>,
     audit: bool,
 }
@@ -50,7 +50,7 @@ impl ObserveLayer {
     {
         let table = Arc::new(CallTable::default());
         metrics.register(|registry| registry.register_collector(Box::new(table.clone())));
-        let methods = methods.into_iter().map(|p| (Box::from(p.as_ref()), Arc::from(p.as_ref()))).collect();
+        let methods = methods.into_iter().map(|p| Arc::from(p.as_ref())).collect();
         Self { table, methods: Arc::new(methods), unknown: Arc::from(UNKNOWN_METHOD), audit: false }
     }
 

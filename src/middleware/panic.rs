@@ -223,12 +223,8 @@ where
         }
         if std::mem::take(this.trailers_due) {
             let mut trailers = HeaderMap::new();
-            // The same headers a trailers-only response carries, as trailers.
-            for (name, value) in panic_status().into_http::<()>().headers() {
-                if name != http::header::CONTENT_TYPE {
-                    trailers.insert(name, value.clone());
-                }
-            }
+            // The status's headers (as a trailers-only response carries them), as trailers.
+            let _ = panic_status().add_header(&mut trailers);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         Poll::Ready(None)

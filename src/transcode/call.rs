@@ -27,11 +27,11 @@ use super::status::{code_from_http, decode_bin_value};
 use super::timeout::{GRPC_TIMEOUT, format_grpc_timeout};
 
 // Looked up on every call: as `HeaderName`s they are hashed, not parsed, on each lookup.
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
-const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
-const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+pub(crate) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// Headers that belong to HTTP or to a protocol, never to a call's metadata.
 pub fn is_reserved_header(name: &HeaderName) -> bool {

@@ -29,11 +29,6 @@ impl<S> Invoker<S> {
         Self { stack, methods }
     }
 
-    /// The method at `path` (`/pkg.Service/Method`), if the table has it.
-    pub fn method(&self, path: &str) -> Option<Arc<MethodDescriptor>> {
-        self.methods.load().get(path).cloned()
-    }
-
     /// The method at `path`, or the `UNIMPLEMENTED` status that names what is missing:
     /// the whole service, or only the method.
     pub fn resolve(&self, path: &str) -> Result<Arc<MethodDescriptor>, Status> {

@@ -37,7 +37,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tonic::Status;
 use tonic::body::Body;
@@ -45,10 +45,8 @@ use tonic::body::Body;
 use self::body::{LimitedRequest, LimitedResponse};
 use self::scan::{Direction, Scanner};
 use crate::transcode::SharedMethods;
+use crate::transcode::call::{GRPC_ACCEPT_ENCODING, GRPC_ENCODING};
 use crate::transcode::compression::{self, Encoding};
-
-const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
-const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// Adds [`MessageLimit`] to a service.
 #[derive(Debug, Clone)]

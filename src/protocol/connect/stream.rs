@@ -31,11 +31,10 @@ pub(super) async fn stream<S: GrpcService>(
     encoding: Encoding,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let method = adapter.invoker.method(parts.uri.path());
     let checked = (|| {
         check_protocol_version(&parts.headers)?;
         let m = resolve(&adapter.invoker, parts.uri.path(), encoding)?;
-        if let Some(m) = m
+        if let Some(m) = &m
             && m.kind() == RpcKind::Unary
         {
             return Err(Rejection::WrongShape(m.kind()));
@@ -47,9 +46,9 @@ pub(super) async fn stream<S: GrpcService>(
                 return Err(Status::unimplemented(format!("unsupported {STREAM_ENCODING} {other:?}")).into());
             }
         };
-        Ok((connect_timeout(&parts.headers)?, compressed))
+        Ok((m, connect_timeout(&parts.headers)?, compressed))
     })();
-    let (timeout, compressed) = match checked {
+    let (method, timeout, compressed) = match checked {
         Ok(v) => v,
         Err(Rejection::Status(status)) => return stream_response(encoding, HeaderMap::new(), end_only(&status)),
         Err(rejection) => return rejection.into_unary_response(encoding),

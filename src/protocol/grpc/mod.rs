@@ -24,18 +24,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer as _, Service, ServiceExt as _};
 
 use self::bodies::{JsonRequest, JsonResponse};
 use self::text::TextRequest;
+use crate::transcode::call::{GRPC_ACCEPT_ENCODING, GRPC_ENCODING};
 use crate::transcode::compression::{self, Encoding};
 use crate::transcode::{GrpcService, Invoker};
-
-const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
-const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 const GRPC_WEB: &str = "application/grpc-web";
 const GRPC_WEB_PROTO: &str = "application/grpc-web+proto";

@@ -164,6 +164,31 @@ async fn every_protocol_is_counted_alike() {
     assert!(text.ends_with("# EOF\n"), "not a complete OpenMetrics exposition");
 }
 
+/// JSON on native gRPC and on gRPC-Web is counted under its protocol, as the binary codec is.
+#[tokio::test]
+async fn json_codecs_count_under_their_protocol() {
+    let server = observed().await;
+    let url = format!("{}{UNARY}", server.url());
+    let req = request("POST", &url)
+        .header("content-type", "application/grpc+json")
+        .header("te", "trailers")
+        .body(full(http::frame(0, b"{}")))
+        .expect("a request");
+    http::send(Http::H2, req).await;
+    let req = request("POST", &url)
+        .header("content-type", "application/grpc-web+json")
+        .header("x-grpc-web", "1")
+        .body(full(http::frame(0, b"{}")))
+        .expect("a request");
+    http::send(Http::H1, req).await;
+    let text = scrape(&server).await;
+    for protocol in ["grpc", "grpc_web"] {
+        let ok = call_labels(protocol, UNARY, "OK");
+        assert_eq!(value(&text, "portway_calls_total", &ok), Some(1.0), "{protocol}:\n{text}");
+    }
+    assert!(!text.contains("protocol=\"internal\""), "a JSON call was counted as the gateway's own:\n{text}");
+}
+
 #[tokio::test]
 async fn gauges_go_up_while_calls_are_open_and_back_down() {
     let server = observed().await;

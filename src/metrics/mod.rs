@@ -38,6 +38,13 @@ pub(crate) enum ProtocolLabel {
     Web,
 }
 
+impl ProtocolLabel {
+    /// The label's value.
+    pub(crate) fn name(self) -> &'static str {
+        PROTOCOLS[self as usize]
+    }
+}
+
 /// Process-wide counters. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -88,13 +88,7 @@ pub struct Observe<S> {
 /// The protocol label of a request on the stack: what the gateway marked it with, or
 /// `internal` for a call the gateway made itself (`/healthz`).
 fn protocol_label(req: &Request<Body>) -> &'static str {
-    match req.extensions().get::<Protocol>() {
-        Some(Protocol::Grpc) => "grpc",
-        Some(Protocol::GrpcWeb) => "grpc_web",
-        Some(Protocol::WebSocket) => "websocket",
-        Some(Protocol::ConnectUnary(_) | Protocol::ConnectStream(_) | Protocol::ConnectGet) => "connect",
-        _ => "internal",
-    }
+    req.extensions().get::<Protocol>().map_or("internal", |p| p.metrics_label().name())
 }
 
 impl<S, RB> Service<Request<Body>> for Observe<S>
